@@ -1,0 +1,180 @@
+//! Request and response bodies of HTTP API v1.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Every error answer: `{"error":{"code","message"}}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: `not_found`, `conflict`, `invalid_argument`, `unauthorized`, ...
+    pub code: String,
+    /// What went wrong and what to do about it.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkCreate {
+    pub name: String,
+    /// IPv4 block (/16../29); taken from the server's pool when absent.
+    #[serde(default)]
+    pub cidr: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Network {
+    pub id: String,
+    pub name: String,
+    pub cidr: String,
+    pub created_at: String,
+    #[serde(default)]
+    pub members: Vec<Member>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Member {
+    pub sandbox_id: String,
+    pub sandbox_name: String,
+    pub ip: String,
+    pub mac: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetworkList {
+    pub networks: Vec<Network>,
+}
+
+/// A network named either by id or by name: `{"id": "net-…"}` or `{"name": "team-eval"}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkRef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl NetworkRef {
+    pub fn key(&self) -> Option<&str> {
+        self.id.as_deref().or(self.name.as_deref())
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxCreate {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Defaults to `s-1vcpu-1gb`.
+    #[serde(default)]
+    pub shape: Option<String>,
+    /// Image reference `NAME:TAG`, e.g. `devbox:1`.
+    pub rootfs: String,
+    #[serde(default)]
+    pub networks: Vec<NetworkRef>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sandbox {
+    pub id: String,
+    pub name: String,
+    pub shape: String,
+    pub rootfs: String,
+    /// `creating`, `running`, `failed`, `deleting`.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_reason: Option<String>,
+    pub runtime: String,
+    pub networks: Vec<Nic>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub created_at: String,
+}
+
+/// One interface of a sandbox on one network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Nic {
+    pub network_id: String,
+    pub network_name: String,
+    /// Name inside the sandbox: `eth0`, `eth1`, … in join order.
+    pub ifname: String,
+    pub ip: String,
+    pub mac: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SandboxList {
+    pub sandboxes: Vec<Sandbox>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecRequest {
+    pub cmd: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// UTF-8 text written to the command's stdin, then stdin is closed.
+    #[serde(default)]
+    pub stdin: Option<String>,
+    /// The command's process group is killed after this long (default 60 s, max 1 h).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecResponse {
+    /// 128+N when killed by signal N (as a shell reports it).
+    pub exit_code: i32,
+    /// Output as UTF-8; invalid sequences are replaced (U+FFFD).
+    pub stdout: String,
+    pub stderr: String,
+    pub duration_ms: u64,
+    #[serde(default)]
+    pub timed_out: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShapeInfo {
+    pub name: String,
+    pub vcpus: u32,
+    pub memory_mb: u64,
+    pub pids_limit: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShapeList {
+    pub shapes: Vec<ShapeInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Image {
+    /// `NAME:TAG`
+    pub reference: String,
+    pub size_bytes: u64,
+    pub created_at: String,
+    /// How it was made: `busybox-static`, `debootstrap bookworm +pkgs`, `import file.tar`.
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageList {
+    pub images: Vec<Image>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+}

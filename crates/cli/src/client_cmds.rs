@@ -1,0 +1,240 @@
+//! CLI commands that talk to the HTTP API through the Rust SDK.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use shoal_sdk::{Client, ExecRequest, NetworkCreate, NetworkRef, SandboxCreate};
+
+use crate::output::{json, table};
+
+pub struct Conn {
+    pub url: Option<String>,
+    pub api_key: Option<String>,
+    pub json: bool,
+}
+
+impl Conn {
+    fn client(&self) -> anyhow::Result<Client> {
+        let c = shoal_sdk::config::resolve(self.url.clone(), self.api_key.clone())?;
+        Ok(Client::new(c.url, c.api_key))
+    }
+}
+
+#[derive(Subcommand)]
+pub enum NetworkCmd {
+    /// Create a private network (its block comes from the pool unless --cidr is given).
+    Create {
+        name: String,
+        /// IPv4 block between /16 and /29, e.g. 10.50.0.0/24.
+        #[arg(long)]
+        cidr: Option<String>,
+    },
+    /// List networks.
+    #[command(alias = "ls")]
+    List,
+    /// Show a network and its members.
+    #[command(alias = "show")]
+    Get { network: String },
+    /// Delete a network.
+    #[command(alias = "delete")]
+    Rm {
+        network: String,
+        /// Detach all members first instead of refusing.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SandboxCmd {
+    /// Create a sandbox and wait until it is ready for commands.
+    Create {
+        /// Also its DNS label: lower-case letters, digits, '-'.
+        #[arg(long)]
+        name: Option<String>,
+        /// See `shoal shapes` (default s-1vcpu-1gb).
+        #[arg(long)]
+        shape: Option<String>,
+        /// Image NAME:TAG (see `shoal image list`).
+        #[arg(long, default_value = "busybox:1")]
+        rootfs: String,
+        /// Network to join (name or id); repeat for several (eth0, eth1, … in this order).
+        #[arg(long = "net", alias = "network")]
+        networks: Vec<String>,
+        /// Environment variable KEY=VALUE; repeatable.
+        #[arg(long = "env", short = 'e')]
+        env: Vec<String>,
+    },
+    /// List sandboxes.
+    #[command(alias = "ls")]
+    List,
+    /// Show one sandbox.
+    #[command(alias = "show")]
+    Get { sandbox: String },
+    /// Delete sandboxes (and every host object they used).
+    #[command(alias = "delete")]
+    Rm {
+        #[arg(required = true)]
+        sandboxes: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+pub struct ExecArgs {
+    /// Sandbox name or id.
+    pub sandbox: String,
+    /// Environment variable KEY=VALUE; repeatable.
+    #[arg(long = "env", short = 'e')]
+    pub env: Vec<String>,
+    /// Working directory inside the sandbox.
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// Kill the command after this many seconds.
+    #[arg(long, default_value_t = 60)]
+    pub timeout: u64,
+    /// Send this process's stdin to the command.
+    #[arg(long, short = 'i')]
+    pub interactive: bool,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+fn parse_env(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    pairs
+        .iter()
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => Ok((k.to_string(), v.to_string())),
+            None => bail!("--env expects KEY=VALUE, got `{p}`"),
+        })
+        .collect()
+}
+
+pub async fn network(conn: Conn, cmd: NetworkCmd) -> anyhow::Result<()> {
+    let c = conn.client()?;
+    match cmd {
+        NetworkCmd::Create { name, cidr } => {
+            let n = c.create_network(&NetworkCreate { name, cidr }).await?;
+            if conn.json { json(&n) } else { println!("created network {} ({}) {}", n.name, n.id, n.cidr) }
+        }
+        NetworkCmd::List => {
+            let nets = c.list_networks().await?;
+            if conn.json {
+                json(&nets)
+            } else {
+                table(&["ID", "NAME", "CIDR", "MEMBERS", "CREATED"], nets.into_iter().map(|n| vec![n.id, n.name, n.cidr, n.members.len().to_string(), n.created_at]).collect());
+            }
+        }
+        NetworkCmd::Get { network } => {
+            let n = c.get_network(&network).await?;
+            if conn.json {
+                json(&n)
+            } else {
+                println!("network {} ({})  cidr {}  created {}", n.name, n.id, n.cidr, n.created_at);
+                table(&["SANDBOX", "ID", "IP", "MAC"], n.members.into_iter().map(|m| vec![m.sandbox_name, m.sandbox_id, m.ip, m.mac]).collect());
+            }
+        }
+        NetworkCmd::Rm { network, force } => {
+            c.delete_network(&network, force).await?;
+            if !conn.json {
+                println!("deleted network {network}");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn sandbox(conn: Conn, cmd: SandboxCmd) -> anyhow::Result<()> {
+    let c = conn.client()?;
+    match cmd {
+        SandboxCmd::Create { name, shape, rootfs, networks, env } => {
+            let req = SandboxCreate {
+                name,
+                shape,
+                rootfs,
+                networks: networks.into_iter().map(|n| NetworkRef { id: None, name: Some(n) }).collect(),
+                env: parse_env(&env)?,
+            };
+            let started = std::time::Instant::now();
+            let s = c.create_sandbox(&req).await?;
+            if conn.json {
+                json(&s)
+            } else {
+                let addrs: Vec<String> = s.networks.iter().map(|n| format!("{} {} on {}", n.ifname, n.ip, n.network_name)).collect();
+                println!("created sandbox {} ({}) in {} ms{}{}", s.name, s.id, started.elapsed().as_millis(), if addrs.is_empty() { "" } else { ": " }, addrs.join(", "));
+            }
+        }
+        SandboxCmd::List => {
+            let all = c.list_sandboxes().await?;
+            if conn.json {
+                json(&all)
+            } else {
+                let rows = all
+                    .into_iter()
+                    .map(|s| {
+                        let nets: Vec<String> = s.networks.iter().map(|n| format!("{}={}", n.network_name, n.ip)).collect();
+                        vec![s.id, s.name, s.state, s.shape, s.rootfs, nets.join(",")]
+                    })
+                    .collect();
+                table(&["ID", "NAME", "STATE", "SHAPE", "ROOTFS", "NETWORKS"], rows);
+            }
+        }
+        SandboxCmd::Get { sandbox } => {
+            let s = c.get_sandbox(&sandbox).await?;
+            if conn.json {
+                json(&s)
+            } else {
+                println!("sandbox {} ({})", s.name, s.id);
+                println!("  state    {}{}", s.state, s.state_reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default());
+                println!("  shape    {}\n  rootfs   {}\n  runtime  {}\n  created  {}", s.shape, s.rootfs, s.runtime, s.created_at);
+                table(&["  IFACE", "NETWORK", "IP", "MAC"], s.networks.into_iter().map(|n| vec![format!("  {}", n.ifname), n.network_name, n.ip, n.mac]).collect());
+            }
+        }
+        SandboxCmd::Rm { sandboxes } => {
+            for s in sandboxes {
+                c.delete_sandbox(&s).await.with_context(|| format!("deleting {s}"))?;
+                if !conn.json {
+                    println!("deleted sandbox {s}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn exec(conn: Conn, a: ExecArgs) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let c = conn.client()?;
+    let mut command = a.command.into_iter();
+    let cmd = command.next().expect("clap requires a command");
+    let stdin = if a.interactive {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).context("reading stdin (must be UTF-8 text)")?;
+        Some(s)
+    } else {
+        None
+    };
+    let req = ExecRequest { cmd, args: command.collect(), env: parse_env(&a.env)?, cwd: a.cwd, stdin, timeout_ms: Some(a.timeout.saturating_mul(1000)) };
+    let r = c.exec(&a.sandbox, &req).await?;
+    if conn.json {
+        json(&r);
+        return Ok(());
+    }
+    std::io::stdout().write_all(r.stdout.as_bytes())?;
+    std::io::stderr().write_all(r.stderr.as_bytes())?;
+    if r.timed_out {
+        eprintln!("shoal: the command ran longer than {} s and was killed (raise --timeout)", a.timeout);
+    }
+    std::process::exit(r.exit_code);
+}
+
+pub async fn shapes(conn: Conn) -> anyhow::Result<()> {
+    let shapes = conn.client()?.shapes().await?;
+    if conn.json {
+        json(&shapes)
+    } else {
+        table(&["NAME", "VCPUS", "MEMORY", "PIDS"], shapes.into_iter().map(|s| vec![s.name, s.vcpus.to_string(), format!("{} MiB", s.memory_mb), s.pids_limit.to_string()]).collect());
+    }
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! The per-host network dataplane: one Linux bridge per network that has members here, one veth
+//! pair per (sandbox, network), and the nftables port rules in `nft`.
+//!
+//! Kernel objects are made with iproute2 (`ip`, `bridge`), which speaks netlink for us; see
+//! docs/architecture.md for why. Every operation is idempotent so that a restarted node can
+//! re-run it to converge.
+
+pub mod nft;
+
+use std::net::Ipv4Addr;
+
+use shoal_api::Cidr;
+
+use crate::cmd::{self, run, run_idempotent, CmdError};
+use crate::naming;
+
+/// MTU inside sandboxes: leaves room for VXLAN encapsulation (50 bytes) on a 1500-byte underlay,
+/// so the same value keeps working once networks span hosts.
+pub const SANDBOX_MTU: u32 = 1450;
+
+/// One interface of a sandbox on one network, as the node realises it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NicSpec {
+    pub network_id: String,
+    pub index: u32,
+    pub ip: Ipv4Addr,
+    pub cidr: Cidr,
+    pub mac: String,
+}
+
+impl NicSpec {
+    pub fn bridge(&self) -> String {
+        naming::bridge_name(&self.network_id)
+    }
+    pub fn guest_ifname(&self) -> String {
+        naming::guest_ifname(self.index)
+    }
+    pub fn policy(&self, sandbox_id: &str) -> nft::PortPolicy {
+        nft::PortPolicy { port: naming::port_name(sandbox_id, self.index), mac: self.mac.clone(), ip: self.ip, cidr: self.cidr }
+    }
+}
+
+pub fn link_exists(name: &str) -> bool {
+    std::path::Path::new("/sys/class/net").join(name).exists()
+}
+
+/// Names of links in this namespace that start with `prefix`.
+pub fn links_with_prefix(prefix: &str) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/sys/class/net") else { return vec![] };
+    dir.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.starts_with(prefix)).collect()
+}
+
+/// A bridge with no address, no IPv6, no STP delay and no multicast snooping surprises.
+pub fn ensure_bridge(bridge: &str) -> Result<(), CmdError> {
+    if !link_exists(bridge) {
+        run("ip", &["link", "add", "name", bridge, "type", "bridge", "stp_state", "0", "forward_delay", "0"])?;
+    }
+    // No link-local IPv6 address: the host must not speak on sandbox networks at all.
+    let _ = cmd::sysctl(&format!("net.ipv6.conf.{bridge}.disable_ipv6"), "1");
+    run("ip", &["link", "set", "dev", bridge, "up"])?;
+    Ok(())
+}
+
+pub fn delete_link(name: &str) -> Result<(), CmdError> {
+    run_idempotent("ip", &["link", "del", "dev", name])
+}
+
+/// Names of the ports currently enslaved to a bridge.
+pub fn bridge_ports(bridge: &str) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(format!("/sys/class/net/{bridge}/brif")) else { return vec![] };
+    dir.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect()
+}
+
+/// Plugs a sandbox's netns into a network: veth pair, guest end named ethN with its MAC, address
+/// and MTU; host end a bridge port with learning and unknown-unicast flooding off and a static
+/// FDB entry for the guest MAC.
+pub fn ensure_port(sandbox_id: &str, netns: &str, nic: &NicSpec) -> Result<(), CmdError> {
+    let port = naming::port_name(sandbox_id, nic.index);
+    let guest = nic.guest_ifname();
+    let bridge = nic.bridge();
+    let mtu = SANDBOX_MTU.to_string();
+    ensure_bridge(&bridge)?;
+    if !link_exists(&port) {
+        run(
+            "ip",
+            &["link", "add", "name", &port, "mtu", &mtu, "type", "veth", "peer", "name", &guest, "address", &nic.mac, "mtu", &mtu, "netns", netns],
+        )?;
+    }
+    let _ = cmd::sysctl(&format!("net.ipv6.conf.{port}.disable_ipv6"), "1");
+    run("ip", &["link", "set", "dev", &port, "master", &bridge])?;
+    run("bridge", &["link", "set", "dev", &port, "learning", "off", "flood", "off"])?;
+    run("bridge", &["fdb", "replace", &nic.mac, "dev", &port, "master", "static"])?;
+    run("ip", &["link", "set", "dev", &port, "up"])?;
+    let addr = format!("{}/{}", nic.ip, nic.cidr.prefix);
+    run("ip", &["-n", netns, "addr", "replace", &addr, "dev", &guest])?;
+    run("ip", &["-n", netns, "link", "set", "dev", &guest, "up"])?;
+    Ok(())
+}
+
+/// Unplugs a port; removes the bridge when it was the last port (bridges exist only where a
+/// network has members).
+pub fn remove_port(sandbox_id: &str, nic: &NicSpec) -> Result<(), CmdError> {
+    delete_link(&naming::port_name(sandbox_id, nic.index))?;
+    let bridge = nic.bridge();
+    if link_exists(&bridge) && bridge_ports(&bridge).is_empty() {
+        delete_link(&bridge)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,347 @@
+//! A Shoal node: realises sandboxes and networks on one host and reports what is there.
+//!
+//! Desired state flows one way: the control plane says what should exist (`SandboxSpec`s), the
+//! node converges the host towards it. Every host object has a deterministic name (`naming`),
+//! every operation is idempotent, and `converge` after a restart re-adopts what it finds and
+//! removes what should not be there.
+
+pub mod agent_client;
+pub mod cmd;
+pub mod dataplane;
+pub mod images;
+pub mod naming;
+pub mod runtime;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use shoal_agent_proto::{ExecRequest, ExecResult};
+use shoal_api::Shape;
+
+use agent_client::AgentError;
+use cmd::CmdError;
+use dataplane::{nft, NicSpec};
+use images::{ImageError, ImageStore};
+use runtime::container::{self, OciRuntime, SandboxDirs};
+
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub data_dir: PathBuf,
+    /// OCI runtime binary (runc by default; crun or runsc work where the host supports them).
+    pub oci_runtime: String,
+    /// The statically linked `shoal-agent`, bind-mounted into every sandbox as PID 1.
+    pub agent_bin: PathBuf,
+}
+
+/// What should exist for one sandbox.
+#[derive(Debug, Clone)]
+pub struct SandboxSpec {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub shape: &'static Shape,
+    pub env: BTreeMap<String, String>,
+    pub nics: Vec<NicSpec>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Command(#[from] CmdError),
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("this host cannot run Shoal: {0}")]
+    Probe(String),
+    #[error("another Shoal node already uses data directory {0}: stop it first (only one node per data directory)")]
+    Locked(String),
+    #[error("sandbox {id} did not become ready within {secs} s; its console said:\n{console}")]
+    NotReady { id: String, secs: u64, console: String },
+    #[error("sandbox {0} is not running on this node")]
+    NotRunning(String),
+}
+
+pub struct Node {
+    cfg: NodeConfig,
+    images: ImageStore,
+    oci: OciRuntime,
+    /// The port policies programmed into nftables, so a full rebuild is always possible.
+    ports: Mutex<BTreeMap<String, nft::PortPolicy>>,
+    _lock: File,
+}
+
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+impl Node {
+    /// Checks the host, takes the data directory's lock and installs the base nftables table.
+    pub fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
+        probe(&cfg)?;
+        std::fs::create_dir_all(cfg.data_dir.join("sandboxes"))?;
+        let lock = lock_data_dir(&cfg.data_dir)?;
+        let oci = OciRuntime { binary: cfg.oci_runtime.clone(), state_root: cfg.data_dir.join("oci-state") };
+        let node = Node { images: ImageStore::new(cfg.data_dir.join("images")), cfg, oci, ports: Mutex::new(BTreeMap::new()), _lock: lock };
+        Ok(node)
+    }
+
+    pub fn images(&self) -> &ImageStore {
+        &self.images
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.cfg.data_dir
+    }
+
+    fn dirs(&self, id: &str) -> SandboxDirs {
+        SandboxDirs::new(&self.cfg.data_dir.join("sandboxes"), id)
+    }
+
+    /// Creates the sandbox, or repairs whatever part of it is missing; returns once its agent
+    /// answers. Safe to call again for a sandbox that already runs.
+    pub fn ensure_sandbox(&self, spec: &SandboxSpec) -> Result<(), NodeError> {
+        let lower = self.images.rootfs(&spec.image)?;
+        let dirs = self.dirs(&spec.id);
+        std::fs::create_dir_all(dirs.agent_dir())?;
+        std::fs::create_dir_all(dirs.bundle())?;
+        let netns = naming::netns_name(&spec.id);
+        let hosts = hosts_file(spec);
+        std::fs::write(dirs.hosts_file(), hosts)?;
+        let config = runtime::oci::config(&runtime::oci::OciParams {
+            sandbox_id: &spec.id,
+            hostname: &spec.name,
+            shape: spec.shape,
+            env: &spec.env,
+            netns_path: &container::netns_path(&netns).display().to_string(),
+            agent_dir: &dirs.agent_dir().display().to_string(),
+            agent_bin: &self.cfg.agent_bin.display().to_string(),
+            hosts_file: &dirs.hosts_file().display().to_string(),
+        });
+        std::fs::write(dirs.bundle().join("config.json"), serde_json::to_vec_pretty(&config).expect("json"))?;
+        container::mount_overlay(&lower, &dirs)?;
+        container::ensure_netns(&netns)?;
+        for nic in &spec.nics {
+            dataplane::ensure_port(&spec.id, &netns, nic)?;
+            self.program_port(nic.policy(&spec.id))?;
+        }
+        match self.oci.status(&spec.id).as_deref() {
+            Some("running") => {}
+            Some(_) => {
+                // Stopped (e.g. the host rebooted): start it again on the same filesystem.
+                self.oci.delete(&spec.id)?;
+                self.oci.start(&spec.id, &dirs)?;
+            }
+            None => self.oci.start(&spec.id, &dirs)?,
+        }
+        self.wait_ready(&spec.id, &dirs)
+    }
+
+    fn wait_ready(&self, id: &str, dirs: &SandboxDirs) -> Result<(), NodeError> {
+        let start = Instant::now();
+        let socket = dirs.agent_socket();
+        let mut delay = Duration::from_millis(1);
+        loop {
+            if socket.exists() && agent_client::ping(&socket).is_ok() {
+                return Ok(());
+            }
+            let stopped = matches!(self.oci.status(id).as_deref(), Some("stopped") | None);
+            if stopped || start.elapsed() > READY_TIMEOUT {
+                let console = tail(&dirs.console_log(), 20);
+                return Err(NodeError::NotReady { id: id.to_string(), secs: start.elapsed().as_secs(), console });
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    fn program_port(&self, policy: nft::PortPolicy) -> Result<(), NodeError> {
+        let mut ports = self.ports.lock().unwrap();
+        nft::apply(&nft::add_port(&policy))?;
+        ports.insert(policy.port.clone(), policy);
+        Ok(())
+    }
+
+    fn unprogram_port(&self, port: &str) -> Result<(), NodeError> {
+        let mut ports = self.ports.lock().unwrap();
+        ports.remove(port);
+        if nft::apply(&nft::remove_port(port)).is_err() {
+            // The rules were not (all) there: rebuild the table from what should exist.
+            nft::apply(&nft::full_ruleset(&ports.values().cloned().collect::<Vec<_>>()))?;
+        }
+        Ok(())
+    }
+
+    /// Removes every host object of a sandbox: the container, its ports and rules, its netns,
+    /// its overlay mount and its files. Succeeds for parts that are already gone.
+    pub fn delete_sandbox(&self, id: &str, nics: &[NicSpec]) -> Result<(), NodeError> {
+        let dirs = self.dirs(id);
+        self.oci.delete(id)?;
+        for nic in nics {
+            self.unprogram_port(&naming::port_name(id, nic.index))?;
+            dataplane::remove_port(id, nic)?;
+        }
+        // Ports this node knows of but the caller did not name (e.g. a half-made create).
+        let leftovers: Vec<String> = self.ports.lock().unwrap().keys().filter(|p| naming::port_owner(p).as_deref() == Some(id)).cloned().collect();
+        for port in leftovers {
+            self.unprogram_port(&port)?;
+            dataplane::delete_link(&port)?;
+        }
+        container::delete_netns(&naming::netns_name(id))?;
+        container::unmount(&dirs.rootfs())?;
+        if dirs.root.exists() {
+            std::fs::remove_dir_all(&dirs.root)?;
+        }
+        Ok(())
+    }
+
+    /// Unplugs one NIC of a sandbox (rules first, so nothing slips through while the link goes).
+    pub fn detach(&self, sandbox_id: &str, nic: &NicSpec) -> Result<(), NodeError> {
+        self.unprogram_port(&naming::port_name(sandbox_id, nic.index))?;
+        dataplane::remove_port(sandbox_id, nic)?;
+        Ok(())
+    }
+
+    /// Removes a network's bridge from this host (its ports must be gone already).
+    pub fn remove_network(&self, network_id: &str) -> Result<(), NodeError> {
+        dataplane::delete_link(&naming::bridge_name(network_id))?;
+        Ok(())
+    }
+
+    pub fn exec(&self, id: &str, req: ExecRequest) -> Result<ExecResult, NodeError> {
+        let socket = self.dirs(id).agent_socket();
+        if !socket.exists() {
+            return Err(NodeError::NotRunning(id.to_string()));
+        }
+        Ok(agent_client::exec(&socket, req)?)
+    }
+
+    /// After a (re)start: rebuilds the nftables table, re-adopts or repairs every sandbox that
+    /// should exist, and removes every Shoal object of this data directory that should not.
+    /// Returns one result per desired sandbox.
+    pub fn converge(&self, desired: &[SandboxSpec], networks: &BTreeSet<String>) -> Vec<(String, Result<(), NodeError>)> {
+        let wanted: BTreeSet<&str> = desired.iter().map(|s| s.id.as_str()).collect();
+        {
+            let mut ports = self.ports.lock().unwrap();
+            ports.clear();
+            for s in desired {
+                for nic in &s.nics {
+                    let p = nic.policy(&s.id);
+                    ports.insert(p.port.clone(), p);
+                }
+            }
+            if let Err(e) = nft::apply(&nft::full_ruleset(&ports.values().cloned().collect::<Vec<_>>())) {
+                tracing::error!("rebuilding nftables table: {e}");
+            }
+        }
+        // Stale: containers, sandbox directories and ports of sandboxes that should not exist.
+        let mut stale: BTreeSet<String> = self.oci.list().into_iter().filter(|id| !wanted.contains(id.as_str())).collect();
+        if let Ok(dir) = std::fs::read_dir(self.cfg.data_dir.join("sandboxes")) {
+            stale.extend(dir.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|id| naming::is_sandbox_id(id) && !wanted.contains(id.as_str())));
+        }
+        for id in &stale {
+            tracing::info!(sandbox = %id, "removing leftover sandbox");
+            if let Err(e) = self.delete_sandbox(id, &[]) {
+                tracing::warn!(sandbox = %id, "removing leftover sandbox: {e}");
+            }
+        }
+        for port in dataplane::links_with_prefix(naming::PORT_PREFIX) {
+            if naming::port_owner(&port).is_some_and(|owner| !wanted.contains(owner.as_str())) {
+                let _ = dataplane::delete_link(&port);
+            }
+        }
+        let results = desired.iter().map(|s| (s.id.clone(), self.ensure_sandbox(s))).collect();
+        let wanted_bridges: BTreeSet<String> = desired.iter().flat_map(|s| s.nics.iter().map(|n| n.bridge())).collect();
+        for bridge in dataplane::links_with_prefix(naming::BRIDGE_PREFIX) {
+            let known = networks.iter().any(|n| naming::bridge_name(n) == bridge);
+            if !wanted_bridges.contains(&bridge) && (known || dataplane::bridge_ports(&bridge).is_empty()) {
+                let _ = dataplane::delete_link(&bridge);
+            }
+        }
+        results
+    }
+
+    /// Removes everything this data directory's node made on the host (all sandboxes, ports,
+    /// bridges and the nftables table). Used by `shoal node purge` and by tests.
+    pub fn purge(&self) -> Result<(), NodeError> {
+        let results = self.converge(&[], &BTreeSet::new());
+        debug_assert!(results.is_empty());
+        for bridge in dataplane::links_with_prefix(naming::BRIDGE_PREFIX) {
+            dataplane::delete_link(&bridge)?;
+        }
+        nft::apply(&nft::delete_table())?;
+        Ok(())
+    }
+
+    /// PID-1 console output of a sandbox (its last `lines` lines).
+    pub fn console(&self, id: &str, lines: usize) -> String {
+        tail(&self.dirs(id).console_log(), lines)
+    }
+}
+
+fn hosts_file(spec: &SandboxSpec) -> String {
+    let mut s = String::from("127.0.0.1\tlocalhost\n");
+    if let Some(nic) = spec.nics.first() {
+        s.push_str(&format!("{}\t{}\n", nic.ip, spec.name));
+    } else {
+        s.push_str(&format!("127.0.1.1\t{}\n", spec.name));
+    }
+    s
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn lock_data_dir(dir: &Path) -> Result<File, NodeError> {
+    use std::os::fd::AsRawFd;
+    let f = File::create(dir.join("node.lock"))?;
+    // SAFETY: a valid open file descriptor.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(NodeError::Locked(dir.display().to_string()));
+    }
+    Ok(f)
+}
+
+/// Host features Shoal needs; a missing one stops the node with a message saying what to do,
+/// never a silent fail-open.
+pub fn probe(cfg: &NodeConfig) -> Result<(), NodeError> {
+    let p = |m: String| NodeError::Probe(m);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(p("the node must run as root (it creates namespaces, bridges and nftables rules)".into()));
+    }
+    for (tool, pkg) in [("ip", "iproute2"), ("bridge", "iproute2"), ("nft", "nftables")] {
+        if cmd::run(tool, &["-V"]).is_err() {
+            return Err(p(format!("`{tool}` is missing: install it with `apt-get install {pkg}`")));
+        }
+    }
+    if cmd::run(&cfg.oci_runtime, &["--version"]).is_err() {
+        return Err(p(format!("OCI runtime `{}` not found: install runc (`apt-get install runc`) or pass --oci-runtime", cfg.oci_runtime)));
+    }
+    let fs = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+    if !fs.lines().any(|l| l.ends_with("overlay")) {
+        let _ = cmd::run("modprobe", &["overlay"]);
+        let fs = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+        if !fs.lines().any(|l| l.ends_with("overlay")) {
+            return Err(p("the kernel has no overlayfs: load it with `modprobe overlay`".into()));
+        }
+    }
+    if !cfg.agent_bin.is_file() {
+        return Err(p(format!(
+            "shoal-agent not found at {}: build it with `scripts/build.sh` or pass --agent-bin",
+            cfg.agent_bin.display()
+        )));
+    }
+    // The bridge-family table with both hooks: fails here if the kernel lacks nf_tables bridge.
+    let mut probe_rules = String::from("add table bridge shoal-probe\ndelete table bridge shoal-probe\n");
+    probe_rules.push_str(&nft::full_ruleset(&[]).replace(" shoal ", " shoal-probe ").replace(" shoal {", " shoal-probe {"));
+    probe_rules.push_str("delete table bridge shoal-probe\n");
+    nft::apply(&probe_rules).map_err(|e| p(format!("nftables bridge filtering does not work on this kernel ({e}); Shoal will not run without it")))?;
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! Rust client for the Shoal HTTP API v1.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), shoal_sdk::Error> {
+//! let client = shoal_sdk::Client::from_env()?;
+//! let net = client.create_network(&shoal_sdk::NetworkCreate { name: "team-eval".into(), cidr: None }).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+pub use shoal_api::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The server answered with an error (`code` is stable, `message` says what to do).
+    #[error("{message} ({status} {code})")]
+    Api { status: u16, code: String, message: String },
+    #[error("cannot reach the Shoal API at {url}: {source}; is `shoal up` running?")]
+    Connect { url: String, source: reqwest::Error },
+    #[error("HTTP: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("{0}")]
+    Config(String),
+}
+
+impl Error {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    api_key: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(url: impl Into<String>, api_key: impl Into<String>) -> Self {
+        let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build().expect("HTTP client");
+        Client { base: url.into().trim_end_matches('/').to_string(), api_key: api_key.into(), http }
+    }
+
+    /// URL and key from `SHOAL_URL` / `SHOAL_API_KEY`, else from the client config file that
+    /// `shoal up` wrote (`SHOAL_CONFIG`, default `~/.config/shoal/config.json`).
+    pub fn from_env() -> Result<Self> {
+        let c = config::resolve(None, None)?;
+        Ok(Client::new(c.url, c.api_key))
+    }
+
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&B>) -> Result<T> {
+        let resp = self.send(method, path, body).await?;
+        Ok(resp.json::<T>().await?)
+    }
+
+    async fn send<B: Serialize>(&self, method: Method, path: &str, body: Option<&B>) -> Result<reqwest::Response> {
+        let url = format!("{}{}", self.base, path);
+        let mut req = self.http.request(method, &url).bearer_auth(&self.api_key);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(|e| if e.is_connect() { Error::Connect { url: self.base.clone(), source: e } } else { Error::Http(e) })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let text = resp.text().await.unwrap_or_default();
+        Err(match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(b) => Error::Api { status: status.as_u16(), code: b.error.code, message: b.error.message },
+            Err(_) => Error::Api { status: status.as_u16(), code: "unknown".into(), message: text },
+        })
+    }
+
+    async fn delete(&self, path: &str) -> Result<()> {
+        self.send::<()>(Method::DELETE, path, None).await.map(|_| ())
+    }
+
+    pub async fn create_network(&self, req: &NetworkCreate) -> Result<Network> {
+        self.call(Method::POST, "/v1/networks", Some(req)).await
+    }
+    pub async fn list_networks(&self) -> Result<Vec<Network>> {
+        Ok(self.call::<(), NetworkList>(Method::GET, "/v1/networks", None).await?.networks)
+    }
+    pub async fn get_network(&self, id_or_name: &str) -> Result<Network> {
+        self.call::<(), _>(Method::GET, &format!("/v1/networks/{}", enc(id_or_name)), None).await
+    }
+    pub async fn delete_network(&self, id_or_name: &str, force: bool) -> Result<()> {
+        self.delete(&format!("/v1/networks/{}?force={force}", enc(id_or_name))).await
+    }
+
+    pub async fn create_sandbox(&self, req: &SandboxCreate) -> Result<Sandbox> {
+        self.call(Method::POST, "/v1/sandboxes", Some(req)).await
+    }
+    pub async fn list_sandboxes(&self) -> Result<Vec<Sandbox>> {
+        Ok(self.call::<(), SandboxList>(Method::GET, "/v1/sandboxes", None).await?.sandboxes)
+    }
+    pub async fn get_sandbox(&self, id_or_name: &str) -> Result<Sandbox> {
+        self.call::<(), _>(Method::GET, &format!("/v1/sandboxes/{}", enc(id_or_name)), None).await
+    }
+    pub async fn delete_sandbox(&self, id_or_name: &str) -> Result<()> {
+        self.delete(&format!("/v1/sandboxes/{}", enc(id_or_name))).await
+    }
+    pub async fn exec(&self, id_or_name: &str, req: &ExecRequest) -> Result<ExecResponse> {
+        self.call(Method::POST, &format!("/v1/sandboxes/{}/exec", enc(id_or_name)), Some(req)).await
+    }
+    /// Shorthand: run `cmd args…` and wait for it.
+    pub async fn run(&self, id_or_name: &str, cmd: &str, args: &[&str]) -> Result<ExecResponse> {
+        let req = ExecRequest { cmd: cmd.into(), args: args.iter().map(|s| s.to_string()).collect(), ..Default::default() };
+        self.exec(id_or_name, &req).await
+    }
+
+    pub async fn shapes(&self) -> Result<Vec<ShapeInfo>> {
+        Ok(self.call::<(), ShapeList>(Method::GET, "/v1/shapes", None).await?.shapes)
+    }
+    pub async fn images(&self) -> Result<Vec<Image>> {
+        Ok(self.call::<(), ImageList>(Method::GET, "/v1/images", None).await?.images)
+    }
+    pub async fn health(&self) -> Result<Health> {
+        self.call::<(), _>(Method::GET, "/v1/health", None).await
+    }
+}
+
+/// Path segments are names and ids (a safe alphabet), but escape anyway so that a stray
+/// character becomes a 404 rather than a different route.
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}

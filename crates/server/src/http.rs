@@ -1,0 +1,114 @@
+//! HTTP API v1 routes. Handlers are thin: parse, call `service`, answer JSON.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{middleware, Json, Router};
+use shoal_api::{ExecRequest, ImageList, NetworkCreate, NetworkList, SandboxCreate, SandboxList, ShapeList};
+
+use crate::error::ApiError;
+use crate::{auth, service, App};
+
+type AppState = State<Arc<App>>;
+type ApiResult<T> = Result<T, ApiError>;
+
+/// A JSON body whose rejections are answered in the API's own error format.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::unprocessable(format!("invalid request body: {}", e.body_text()))),
+            Err(JsonRejection::MissingJsonContentType(_)) => {
+                Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_argument", "send the body as JSON with `Content-Type: application/json`"))
+            }
+            Err(e) => Err(ApiError::bad_request(format!("invalid request body: {}", e.body_text()))),
+        }
+    }
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    let v1 = Router::new()
+        .route("/networks", get(list_networks).post(create_network))
+        .route("/networks/{key}", get(get_network).delete(delete_network))
+        .route("/sandboxes", get(list_sandboxes).post(create_sandbox))
+        .route("/sandboxes/{key}", get(get_sandbox).delete(delete_sandbox))
+        .route("/sandboxes/{key}/exec", post(exec))
+        .route("/shapes", get(shapes))
+        .route("/images", get(images))
+        .route("/health", get(health))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(app.clone(), auth::require_key));
+    Router::new().nest("/v1", v1).route("/healthz", get(health)).fallback(not_found).with_state(app)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint: the API lives under /v1 (see docs/api.md)")
+}
+
+async fn health() -> Json<shoal_api::Health> {
+    Json(shoal_api::Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
+}
+
+async fn list_networks(State(app): AppState) -> ApiResult<Json<NetworkList>> {
+    Ok(Json(NetworkList { networks: service::list_networks(&app)? }))
+}
+
+async fn create_network(State(app): AppState, Body(req): Body<NetworkCreate>) -> ApiResult<impl IntoResponse> {
+    Ok((StatusCode::CREATED, Json(service::create_network(&app, req).await?)))
+}
+
+async fn get_network(State(app): AppState, Path(key): Path<String>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(service::get_network(&app, &key)?))
+}
+
+fn flag(q: &HashMap<String, String>, name: &str) -> ApiResult<bool> {
+    match q.get(name).map(String::as_str) {
+        None | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") | Some("") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!("`{name}` must be true or false, not `{other}`"))),
+    }
+}
+
+async fn delete_network(State(app): AppState, Path(key): Path<String>, Query(q): Query<HashMap<String, String>>) -> ApiResult<StatusCode> {
+    service::delete_network(&app, &key, flag(&q, "force")?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_sandboxes(State(app): AppState) -> ApiResult<Json<SandboxList>> {
+    Ok(Json(SandboxList { sandboxes: service::list_sandboxes(&app)? }))
+}
+
+async fn create_sandbox(State(app): AppState, Body(req): Body<SandboxCreate>) -> ApiResult<impl IntoResponse> {
+    Ok((StatusCode::CREATED, Json(service::create_sandbox(&app, req).await?)))
+}
+
+async fn get_sandbox(State(app): AppState, Path(key): Path<String>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(service::get_sandbox(&app, &key)?))
+}
+
+async fn delete_sandbox(State(app): AppState, Path(key): Path<String>) -> ApiResult<StatusCode> {
+    service::delete_sandbox(&app, &key).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn exec(State(app): AppState, Path(key): Path<String>, Body(req): Body<ExecRequest>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(service::exec(&app, &key, req).await?))
+}
+
+async fn shapes() -> Json<ShapeList> {
+    Json(ShapeList { shapes: service::shapes() })
+}
+
+async fn images(State(app): AppState) -> ApiResult<Json<ImageList>> {
+    let node = app.node.clone();
+    let images = tokio::task::spawn_blocking(move || node.images().list()).await?;
+    Ok(Json(ImageList { images: images.map_err(|e| ApiError::internal(e.to_string()))? }))
+}

@@ -1,0 +1,54 @@
+//! The Shoal control plane: HTTP API v1, API keys, the state store and IPAM. It records what
+//! should exist and asks the node to make it so.
+
+pub mod auth;
+pub mod error;
+pub mod http;
+pub mod ipam;
+pub mod service;
+pub mod store;
+pub mod time;
+
+use std::sync::{Arc, Mutex};
+
+use shoal_api::Cidr;
+use shoal_node::Node;
+
+/// Shared state of the running server.
+pub struct App {
+    pub store: Mutex<store::Store>,
+    pub node: Arc<Node>,
+    /// Pool that network blocks come from when the user names none.
+    pub pool: Cidr,
+    /// Serialises the parts of create/delete that decide names and addresses, so two concurrent
+    /// requests never pick the same one (the store's UNIQUE constraints are the backstop).
+    pub alloc: tokio::sync::Mutex<()>,
+}
+
+impl App {
+    pub fn new(store: store::Store, node: Arc<Node>) -> Arc<App> {
+        Arc::new(App { store: Mutex::new(store), node, pool: ipam::DEFAULT_POOL.parse().unwrap(), alloc: tokio::sync::Mutex::new(()) })
+    }
+}
+
+pub use http::router;
+
+/// Serves the API until `shutdown` completes, then gives in-flight requests a grace period
+/// (a long exec must not keep the process alive forever).
+pub async fn serve(listener: tokio::net::TcpListener, app: Arc<App>, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let signalled = async move {
+        shutdown.await;
+        let _ = tx.send(());
+    };
+    let server = axum::serve(listener, router(app)).with_graceful_shutdown(signalled);
+    tokio::select! {
+        r = server => r,
+        _ = async { let _ = rx.await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+            tracing::warn!("requests still running after {} s; stopping anyway", SHUTDOWN_GRACE.as_secs());
+            Ok(())
+        }
+    }
+}
+
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);

@@ -1,0 +1,365 @@
+//! What the API does, independent of HTTP: validate, record desired state, ask the node.
+//! Bad input is refused before anything is recorded; a node failure during create undoes the
+//! whole create, so nothing is ever half-made.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use shoal_api::{validate, Cidr, ExecRequest, ExecResponse, Member, Network, NetworkCreate, Nic, Sandbox, SandboxCreate};
+use shoal_node::dataplane::NicSpec;
+use shoal_node::{naming, SandboxSpec};
+
+use crate::error::ApiError;
+use crate::ipam;
+use crate::store::{self, NetworkRow, NicRow, SandboxRow, Store};
+use crate::App;
+
+pub const MAX_EXEC_TIMEOUT_MS: u64 = 3_600_000;
+pub const DEFAULT_EXEC_TIMEOUT_MS: u64 = 60_000;
+
+// ---------------------------------------------------------------- views
+
+fn network_view(s: &Store, n: NetworkRow) -> Result<Network, ApiError> {
+    let mut members = Vec::new();
+    for nic in s.nics_of_network(&n.id)? {
+        let name = s.sandbox(&nic.sandbox_id)?.map(|sb| sb.name).unwrap_or_default();
+        members.push(Member { sandbox_id: nic.sandbox_id, sandbox_name: name, ip: nic.ip, mac: nic.mac });
+    }
+    Ok(Network { id: n.id, name: n.name, cidr: n.cidr, created_at: n.created_at, members })
+}
+
+fn sandbox_view(s: &Store, sb: SandboxRow) -> Result<Sandbox, ApiError> {
+    let mut networks = Vec::new();
+    for nic in s.nics_of_sandbox(&sb.id)? {
+        let net_name = s.network(&nic.network_id)?.map(|n| n.name).unwrap_or_default();
+        networks.push(Nic { network_id: nic.network_id, network_name: net_name, ifname: naming::guest_ifname(nic.idx), ip: nic.ip, mac: nic.mac });
+    }
+    Ok(Sandbox {
+        id: sb.id,
+        name: sb.name,
+        shape: sb.shape,
+        rootfs: sb.rootfs,
+        state: sb.state,
+        state_reason: sb.state_reason,
+        runtime: "container".into(),
+        networks,
+        env: sb.env,
+        created_at: sb.created_at,
+    })
+}
+
+fn nic_spec(s: &Store, nic: &NicRow) -> Result<NicSpec, ApiError> {
+    let net = s.network(&nic.network_id)?.ok_or_else(|| ApiError::internal(format!("network {} of a NIC is gone", nic.network_id)))?;
+    Ok(NicSpec {
+        network_id: nic.network_id.clone(),
+        index: nic.idx,
+        ip: nic.ip.parse().map_err(|_| ApiError::internal(format!("stored address {} is not IPv4", nic.ip)))?,
+        cidr: net.cidr.parse().map_err(|_| ApiError::internal(format!("stored block {} is not a CIDR", net.cidr)))?,
+        mac: nic.mac.clone(),
+    })
+}
+
+fn sandbox_spec(s: &Store, sb: &SandboxRow) -> Result<SandboxSpec, ApiError> {
+    let shape = shoal_api::shapes::find(&sb.shape).ok_or_else(|| ApiError::internal(format!("stored shape {} is unknown", sb.shape)))?;
+    let nics = s.nics_of_sandbox(&sb.id)?.iter().map(|n| nic_spec(s, n)).collect::<Result<Vec<_>, _>>()?;
+    Ok(SandboxSpec { id: sb.id.clone(), name: sb.name.clone(), image: sb.rootfs.clone(), shape, env: sb.env.clone(), nics })
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    Ok(tokio::task::spawn_blocking(f).await?)
+}
+
+// ---------------------------------------------------------------- networks
+
+pub async fn create_network(app: &Arc<App>, req: NetworkCreate) -> Result<Network, ApiError> {
+    validate::name("network", &req.name).map_err(ApiError::unprocessable)?;
+    let asked = match req.cidr.as_deref() {
+        Some(c) => Some(Cidr::parse_network(c).map_err(|e| ApiError::unprocessable(e.to_string()))?),
+        None => None,
+    };
+    let _guard = app.alloc.lock().await;
+    let s = app.store.lock().unwrap();
+    if s.network(&req.name)?.is_some() {
+        return Err(ApiError::conflict(format!("a network named `{}` already exists: pick another name or delete it first", req.name)));
+    }
+    let existing = s.networks()?;
+    let taken: Vec<Cidr> = existing.iter().filter_map(|n| n.cidr.parse().ok()).collect();
+    let cidr = match asked {
+        Some(c) => {
+            if let Some(other) = existing.iter().find(|n| n.cidr.parse::<Cidr>().is_ok_and(|t| t.overlaps(&c))) {
+                return Err(ApiError::conflict(format!("{c} overlaps network `{}` ({}): pick a block that overlaps no other network", other.name, other.cidr)));
+            }
+            c
+        }
+        None => ipam::next_block(app.pool, ipam::DEFAULT_PREFIX, &taken).ok_or_else(|| {
+            ApiError::conflict(format!("the address pool {} is exhausted: delete unused networks or pass an explicit `cidr`", app.pool))
+        })?,
+    };
+    let row = NetworkRow { id: naming::new_id(naming::NETWORK_ID_PREFIX), name: req.name, cidr: cidr.to_string(), created_at: crate::time::now() };
+    s.insert_network(&row)?;
+    network_view(&s, row)
+}
+
+pub fn list_networks(app: &App) -> Result<Vec<Network>, ApiError> {
+    let s = app.store.lock().unwrap();
+    s.networks()?.into_iter().map(|n| network_view(&s, n)).collect()
+}
+
+fn find_network(s: &Store, key: &str) -> Result<NetworkRow, ApiError> {
+    s.network(key)?.ok_or_else(|| ApiError::not_found(format!("network `{key}` not found: `shoal network list` shows the networks that exist")))
+}
+
+pub fn get_network(app: &App, key: &str) -> Result<Network, ApiError> {
+    let s = app.store.lock().unwrap();
+    let n = find_network(&s, key)?;
+    network_view(&s, n)
+}
+
+/// Deletes a network. With members it is refused unless `force`, which first unplugs every
+/// member from it (the sandboxes keep running on their other networks).
+pub async fn delete_network(app: &Arc<App>, key: &str, force: bool) -> Result<(), ApiError> {
+    let _guard = app.alloc.lock().await;
+    let (net, members) = {
+        let s = app.store.lock().unwrap();
+        let net = find_network(&s, key)?;
+        let members = s.nics_of_network(&net.id)?;
+        if !members.is_empty() && !force {
+            return Err(ApiError::conflict(format!(
+                "network `{}` still has {} member(s): delete them first, or force it (`shoal network rm --force`, `?force=true`) to detach them",
+                net.name,
+                members.len()
+            )));
+        }
+        let specs = members.iter().map(|m| nic_spec(&s, m)).collect::<Result<Vec<_>, _>>()?;
+        (net, members.into_iter().zip(specs).collect::<Vec<_>>())
+    };
+    for (row, spec) in members {
+        let node = app.node.clone();
+        let sid = row.sandbox_id.clone();
+        blocking(move || node.detach(&sid, &spec)).await??;
+        app.store.lock().unwrap().delete_nic(&row.sandbox_id, &row.network_id)?;
+    }
+    let node = app.node.clone();
+    let id = net.id.clone();
+    blocking(move || node.remove_network(&id)).await??;
+    app.store.lock().unwrap().delete_network(&net.id)?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- sandboxes
+
+pub fn list_sandboxes(app: &App) -> Result<Vec<Sandbox>, ApiError> {
+    let s = app.store.lock().unwrap();
+    s.sandboxes()?.into_iter().map(|sb| sandbox_view(&s, sb)).collect()
+}
+
+fn find_sandbox(s: &Store, key: &str) -> Result<SandboxRow, ApiError> {
+    s.sandbox(key)?.ok_or_else(|| ApiError::not_found(format!("sandbox `{key}` not found: `shoal sandbox list` shows the sandboxes that exist")))
+}
+
+pub fn get_sandbox(app: &App, key: &str) -> Result<Sandbox, ApiError> {
+    let s = app.store.lock().unwrap();
+    let sb = find_sandbox(&s, key)?;
+    sandbox_view(&s, sb)
+}
+
+pub async fn create_sandbox(app: &Arc<App>, req: SandboxCreate) -> Result<Sandbox, ApiError> {
+    // 1. Validate everything before recording anything.
+    if let Some(name) = &req.name {
+        validate::name("sandbox", name).map_err(ApiError::unprocessable)?;
+    }
+    let shape_name = req.shape.clone().unwrap_or_else(|| shoal_api::shapes::DEFAULT_SHAPE.to_string());
+    let shape = shoal_api::shapes::find(&shape_name)
+        .ok_or_else(|| ApiError::unprocessable(format!("unknown shape `{shape_name}`: use one of {}", shoal_api::shapes::names())))?;
+    validate::image_ref(&req.rootfs).map_err(ApiError::unprocessable)?;
+    validate::env(&req.env).map_err(ApiError::unprocessable)?;
+    {
+        let node = app.node.clone();
+        let image = req.rootfs.clone();
+        blocking(move || node.images().get(&image)).await?.map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    }
+    let mut keys = Vec::new();
+    for r in &req.networks {
+        match (&r.id, &r.name) {
+            (Some(k), None) | (None, Some(k)) => keys.push(k.clone()),
+            _ => return Err(ApiError::unprocessable("each entry of `networks` needs exactly one of `id` or `name`")),
+        }
+    }
+
+    // 2. Decide id, name and addresses, and record them (state `creating`) in one transaction.
+    let guard = app.alloc.lock().await;
+    let (row, spec) = {
+        let mut s = app.store.lock().unwrap();
+        let id = naming::new_id(naming::SANDBOX_ID_PREFIX);
+        let name = req.name.clone().unwrap_or_else(|| format!("sandbox-{}", &id[naming::SANDBOX_ID_PREFIX.len()..]));
+        if s.sandbox(&name)?.is_some() {
+            return Err(ApiError::conflict(format!("a sandbox named `{name}` already exists: pick another name or delete it first")));
+        }
+        let mut nets = Vec::new();
+        for k in &keys {
+            let n = find_network(&s, k)?;
+            if nets.iter().any(|x: &NetworkRow| x.id == n.id) {
+                return Err(ApiError::unprocessable(format!("network `{k}` is listed twice")));
+            }
+            nets.push(n);
+        }
+        let mut nics = Vec::new();
+        for (idx, n) in nets.iter().enumerate() {
+            let block: Cidr = n.cidr.parse().map_err(|_| ApiError::internal("stored CIDR unreadable"))?;
+            let taken: Vec<Ipv4Addr> = s.nics_of_network(&n.id)?.iter().filter_map(|m| m.ip.parse().ok()).collect();
+            let ip = ipam::next_address(block, &taken).ok_or_else(|| {
+                ApiError::conflict(format!("network `{}` ({}) has no free address left ({} members)", n.name, n.cidr, taken.len()))
+            })?;
+            nics.push(NicRow { sandbox_id: id.clone(), network_id: n.id.clone(), idx: idx as u32, ip: ip.to_string(), mac: naming::mac_for_ip(ip) });
+        }
+        let row = SandboxRow {
+            id: id.clone(),
+            name,
+            shape: shape.name.to_string(),
+            rootfs: req.rootfs.clone(),
+            state: "creating".into(),
+            state_reason: None,
+            env: req.env.clone(),
+            created_at: crate::time::now(),
+        };
+        let tx = s.transaction()?;
+        store::insert_sandbox(&tx, &row, &nics)?;
+        tx.commit().map_err(store::StoreError::from)?;
+        let spec = sandbox_spec(&s, &row)?;
+        (row, spec)
+    };
+    drop(guard);
+
+    // 3. Make it real; on failure undo everything (host objects first, then the rows).
+    let node = app.node.clone();
+    let spec2 = spec.clone();
+    let made = blocking(move || node.ensure_sandbox(&spec2)).await?;
+    if let Err(e) = made {
+        let node = app.node.clone();
+        let (id, nics) = (spec.id.clone(), spec.nics.clone());
+        if let Err(cleanup) = blocking(move || node.delete_sandbox(&id, &nics)).await? {
+            tracing::error!(sandbox = %spec.id, "cleaning up a failed create: {cleanup}");
+        }
+        app.store.lock().unwrap().delete_sandbox(&spec.id)?;
+        return Err(ApiError::from(e));
+    }
+    let s = app.store.lock().unwrap();
+    s.set_sandbox_state(&row.id, "running", None)?;
+    let row = find_sandbox(&s, &row.id)?;
+    sandbox_view(&s, row)
+}
+
+pub async fn delete_sandbox(app: &Arc<App>, key: &str) -> Result<(), ApiError> {
+    let spec = {
+        let s = app.store.lock().unwrap();
+        let row = find_sandbox(&s, key)?;
+        if row.state == "creating" {
+            return Err(ApiError::conflict(format!("sandbox `{}` is still being created: retry when the create returns", row.name)));
+        }
+        s.set_sandbox_state(&row.id, "deleting", None)?;
+        sandbox_spec(&s, &row)?
+    };
+    let node = app.node.clone();
+    let (id, nics) = (spec.id.clone(), spec.nics.clone());
+    match blocking(move || node.delete_sandbox(&id, &nics)).await? {
+        Ok(()) => {
+            app.store.lock().unwrap().delete_sandbox(&spec.id)?;
+            Ok(())
+        }
+        Err(e) => {
+            let msg = format!("deleting failed: {e}; retry the delete");
+            app.store.lock().unwrap().set_sandbox_state(&spec.id, "failed", Some(&msg))?;
+            Err(ApiError::internal(msg))
+        }
+    }
+}
+
+pub async fn exec(app: &Arc<App>, key: &str, req: ExecRequest) -> Result<ExecResponse, ApiError> {
+    if req.cmd.is_empty() {
+        return Err(ApiError::unprocessable("`cmd` must not be empty"));
+    }
+    validate::env(&req.env).map_err(ApiError::unprocessable)?;
+    let timeout = req.timeout_ms.unwrap_or(DEFAULT_EXEC_TIMEOUT_MS);
+    if timeout == 0 || timeout > MAX_EXEC_TIMEOUT_MS {
+        return Err(ApiError::unprocessable(format!("`timeout_ms` must be between 1 and {MAX_EXEC_TIMEOUT_MS}")));
+    }
+    let id = {
+        let s = app.store.lock().unwrap();
+        let row = find_sandbox(&s, key)?;
+        if row.state != "running" {
+            let why = row.state_reason.map(|r| format!(" ({r})")).unwrap_or_default();
+            return Err(ApiError::conflict(format!("sandbox `{}` is {}{why}: exec needs a running sandbox", row.name, row.state)));
+        }
+        row.id
+    };
+    let areq = shoal_agent_proto::ExecRequest {
+        cmd: req.cmd,
+        args: req.args,
+        env: req.env,
+        cwd: req.cwd,
+        stdin: req.stdin.map(String::into_bytes),
+        timeout_ms: Some(timeout),
+    };
+    let node = app.node.clone();
+    let r = blocking(move || node.exec(&id, areq)).await??;
+    Ok(ExecResponse {
+        exit_code: r.exit_code,
+        stdout: String::from_utf8_lossy(&r.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&r.stderr).into_owned(),
+        duration_ms: r.duration_ms,
+        timed_out: r.timed_out,
+    })
+}
+
+// ---------------------------------------------------------------- start-up
+
+/// Brings the host in line with the store after a (re)start: finishes interrupted creates and
+/// deletes (by removing them), re-adopts every other sandbox, marks the ones that cannot be
+/// repaired `failed` with the reason.
+pub async fn converge_on_start(app: &Arc<App>) -> Result<(), ApiError> {
+    let (interrupted, specs, networks) = {
+        let s = app.store.lock().unwrap();
+        let mut interrupted = Vec::new();
+        let mut specs = Vec::new();
+        for row in s.sandboxes()? {
+            let spec = sandbox_spec(&s, &row)?;
+            if row.state == "creating" || row.state == "deleting" {
+                interrupted.push(spec);
+            } else {
+                specs.push(spec);
+            }
+        }
+        let networks: BTreeSet<String> = s.networks()?.into_iter().map(|n| n.id).collect();
+        (interrupted, specs, networks)
+    };
+    for spec in interrupted {
+        tracing::info!(sandbox = %spec.id, "removing a sandbox whose create or delete was interrupted");
+        let node = app.node.clone();
+        let (id, nics) = (spec.id.clone(), spec.nics.clone());
+        blocking(move || node.delete_sandbox(&id, &nics)).await??;
+        app.store.lock().unwrap().delete_sandbox(&spec.id)?;
+    }
+    let node = app.node.clone();
+    let results = blocking(move || node.converge(&specs, &networks)).await?;
+    let s = app.store.lock().unwrap();
+    for (id, r) in results {
+        match r {
+            Ok(()) => s.set_sandbox_state(&id, "running", None)?,
+            Err(e) => {
+                tracing::error!(sandbox = %id, "could not re-adopt: {e}");
+                s.set_sandbox_state(&id, "failed", Some(&format!("could not be restarted after a node restart: {e}")))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The shape catalogue as the API shows it.
+pub fn shapes() -> Vec<shoal_api::ShapeInfo> {
+    shoal_api::SHAPES
+        .iter()
+        .map(|s| shoal_api::ShapeInfo { name: s.name.into(), vcpus: s.vcpus, memory_mb: s.memory_mb, pids_limit: s.pids_limit })
+        .collect()
+}
+
