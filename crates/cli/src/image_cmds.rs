@@ -49,7 +49,7 @@ pub enum ImageCmd {
 }
 
 fn store(dir: &DataDirArg) -> ImageStore {
-    ImageStore::new(dir.data_dir.join("images"))
+    ImageStore::new(dir.images_dir())
 }
 
 /// A one-line progress display on a terminal; plain lines otherwise (CI logs).

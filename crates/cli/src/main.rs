@@ -69,6 +69,15 @@ pub struct DataDirArg {
     /// Data directory (state, images, sandboxes).
     #[arg(long, env = "SHOAL_DATA_DIR", default_value = paths::DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
+    /// Image directory [default: <data-dir>/images].
+    #[arg(long, env = "SHOAL_IMAGES_DIR")]
+    pub images_dir: Option<PathBuf>,
+}
+
+impl DataDirArg {
+    pub fn images_dir(&self) -> PathBuf {
+        self.images_dir.clone().unwrap_or_else(|| self.data_dir.join("images"))
+    }
 }
 
 fn main() {
@@ -90,6 +99,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Exec(a) => client_cmds::exec(conn, a).await,
         Cmd::Shapes => client_cmds::shapes(conn).await,
         Cmd::Image(c) => image_cmds::run(c, conn.json),
-        Cmd::Node(NodeCmd::Purge { dir, images, yes }) => up::purge(&dir.data_dir, images, yes).await,
+        Cmd::Node(NodeCmd::Purge { dir, images, yes }) => up::purge(&dir, images, yes).await,
     }
 }

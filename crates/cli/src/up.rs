@@ -1,7 +1,7 @@
 //! `shoal up`: the control plane and one local node in one process.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -14,9 +14,8 @@ use crate::paths;
 
 #[derive(Args)]
 pub struct UpArgs {
-    /// Data directory (state, images, sandboxes).
-    #[arg(long, env = "SHOAL_DATA_DIR", default_value = paths::DEFAULT_DATA_DIR)]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    dir: crate::DataDirArg,
     /// Address of the HTTP API.
     #[arg(long, env = "SHOAL_LISTEN", default_value = paths::DEFAULT_LISTEN)]
     listen: SocketAddr,
@@ -37,8 +36,9 @@ pub async fn run(args: UpArgs, initial_key: Option<String>) -> anyhow::Result<()
         .with_writer(std::io::stderr)
         .init();
     let agent_bin = paths::find_agent(args.agent_bin.as_deref())?;
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating data directory {}", args.data_dir.display()))?;
-    let cfg = NodeConfig { data_dir: args.data_dir.clone(), oci_runtime: args.oci_runtime.clone(), agent_bin };
+    let data_dir = args.dir.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    let cfg = NodeConfig { data_dir: data_dir.clone(), images_dir: args.dir.images_dir(), oci_runtime: args.oci_runtime.clone(), agent_bin };
     let node = tokio::task::spawn_blocking(move || Node::start(cfg)).await??;
     let node = Arc::new(node);
 
@@ -49,7 +49,7 @@ pub async fn run(args: UpArgs, initial_key: Option<String>) -> anyhow::Result<()
         tokio::task::spawn_blocking(move || n.images().build("busybox:1", &[], &mut |_| {})).await??;
     }
 
-    let store = Store::open(&args.data_dir.join("state.db")).context("opening the state store")?;
+    let store = Store::open(&data_dir.join("state.db")).context("opening the state store")?;
     let now = shoal_server::time::now();
     let mut show_key = None;
     if let Some(k) = &initial_key {
@@ -81,7 +81,7 @@ pub async fn run(args: UpArgs, initial_key: Option<String>) -> anyhow::Result<()
     if node.images().get("devbox:1").is_err() {
         eprintln!("==> image devbox:1 is not built yet; build it with `shoal image build devbox:1` (Debian 12, a few minutes)");
     }
-    eprintln!("==> Shoal is up: API {url}, data in {}. Ctrl-C stops the API; sandboxes keep running and are re-adopted on the next start.", args.data_dir.display());
+    eprintln!("==> Shoal is up: API {url}, data in {}. Ctrl-C stops the API; sandboxes keep running and are re-adopted on the next start.", data_dir.display());
     shoal_server::serve(listener, app, shutdown_signal()).await?;
     eprintln!("==> stopped");
     Ok(())
@@ -96,12 +96,14 @@ async fn shutdown_signal() {
     }
 }
 
-pub async fn purge(data_dir: &Path, images: bool, yes: bool) -> anyhow::Result<()> {
+pub async fn purge(dir: &crate::DataDirArg, images: bool, yes: bool) -> anyhow::Result<()> {
+    let data_dir = dir.data_dir.as_path();
+    let images_dir = dir.images_dir();
     if !yes {
         anyhow::bail!("this destroys every sandbox and network of {}: add --yes to confirm", data_dir.display());
     }
     let agent_bin = paths::find_agent(None).unwrap_or_else(|_| PathBuf::from("/bin/true"));
-    let cfg = NodeConfig { data_dir: data_dir.to_path_buf(), oci_runtime: "runc".into(), agent_bin };
+    let cfg = NodeConfig { data_dir: data_dir.to_path_buf(), images_dir: images_dir.clone(), oci_runtime: "runc".into(), agent_bin };
     let dir = data_dir.to_path_buf();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         let node = Node::start(cfg).context("a running `shoal up` holds this data directory: stop it first")?;
@@ -113,7 +115,7 @@ pub async fn purge(data_dir: &Path, images: bool, yes: bool) -> anyhow::Result<(
         let _ = std::fs::remove_dir_all(dir.join("sandboxes"));
         let _ = std::fs::remove_dir_all(dir.join("oci-state"));
         if images {
-            let _ = std::fs::remove_dir_all(dir.join("images"));
+            let _ = std::fs::remove_dir_all(&images_dir);
         }
         Ok(())
     })

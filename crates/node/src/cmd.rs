@@ -69,6 +69,24 @@ pub fn run_idempotent(program: &str, args: &[&str]) -> Result<(), CmdError> {
     }
 }
 
+/// Writes sysctls inside a named network namespace, from a short-lived thread that enters it
+/// (setns affects only that thread, and /proc/sys/net follows the thread's namespace).
+pub fn sysctls_in_netns(netns: &str, pairs: &[(&str, &str)]) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let path = format!("/run/netns/{netns}");
+    let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&path)?;
+        // SAFETY: a valid namespace fd; only this thread changes namespace, and it exits after.
+        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        pairs.iter().try_for_each(|(k, v)| sysctl(k, v))
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("sysctl thread panicked"))?
+}
+
 /// Writes a sysctl under /proc/sys (of the calling thread's network namespace).
 pub fn sysctl(key: &str, value: &str) -> std::io::Result<()> {
     let path = format!("/proc/sys/{}", key.replace('.', "/"));

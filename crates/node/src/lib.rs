@@ -30,6 +30,8 @@ use runtime::container::{self, OciRuntime, SandboxDirs};
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     pub data_dir: PathBuf,
+    /// Where images live (default `<data_dir>/images`; several data dirs may share one).
+    pub images_dir: PathBuf,
     /// OCI runtime binary (runc by default; crun or runsc work where the host supports them).
     pub oci_runtime: String,
     /// The statically linked `shoal-agent`, bind-mounted into every sandbox as PID 1.
@@ -85,7 +87,7 @@ impl Node {
         std::fs::create_dir_all(cfg.data_dir.join("sandboxes"))?;
         let lock = lock_data_dir(&cfg.data_dir)?;
         let oci = OciRuntime { binary: cfg.oci_runtime.clone(), state_root: cfg.data_dir.join("oci-state") };
-        let node = Node { images: ImageStore::new(cfg.data_dir.join("images")), cfg, oci, ports: Mutex::new(BTreeMap::new()), _lock: lock };
+        let node = Node { images: ImageStore::new(cfg.images_dir.clone()), cfg, oci, ports: Mutex::new(BTreeMap::new()), _lock: lock };
         Ok(node)
     }
 
@@ -160,8 +162,12 @@ impl Node {
 
     fn program_port(&self, policy: nft::PortPolicy) -> Result<(), NodeError> {
         let mut ports = self.ports.lock().unwrap();
-        nft::apply(&nft::add_port(&policy))?;
+        let incremental = nft::apply(&nft::add_port(&policy));
         ports.insert(policy.port.clone(), policy);
+        if incremental.is_err() {
+            // The table is missing or damaged (someone flushed the ruleset?): rebuild it whole.
+            nft::apply(&nft::full_ruleset(&ports.values().cloned().collect::<Vec<_>>()))?;
+        }
         Ok(())
     }
 

@@ -40,14 +40,22 @@ impl NicSpec {
     }
 }
 
+// Links are looked up over netlink (`ip`), not in /sys/class/net: sysfs shows the namespace it
+// was mounted in, which is not ours when the node runs in a namespace it entered (tests do).
+
 pub fn link_exists(name: &str) -> bool {
-    std::path::Path::new("/sys/class/net").join(name).exists()
+    run("ip", &["link", "show", "dev", name]).is_ok()
+}
+
+/// Names from `ip -o link show` output (`3: name@peer: <...`).
+fn parse_link_names(out: &str) -> Vec<String> {
+    out.lines().filter_map(|l| l.split(": ").nth(1)).map(|n| n.split('@').next().unwrap_or(n).to_string()).collect()
 }
 
 /// Names of links in this namespace that start with `prefix`.
 pub fn links_with_prefix(prefix: &str) -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir("/sys/class/net") else { return vec![] };
-    dir.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.starts_with(prefix)).collect()
+    let out = run("ip", &["-o", "link", "show"]).unwrap_or_default();
+    parse_link_names(&out).into_iter().filter(|n| n.starts_with(prefix)).collect()
 }
 
 /// A bridge with no address, no IPv6, no STP delay and no multicast snooping surprises.
@@ -67,8 +75,16 @@ pub fn delete_link(name: &str) -> Result<(), CmdError> {
 
 /// Names of the ports currently enslaved to a bridge.
 pub fn bridge_ports(bridge: &str) -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir(format!("/sys/class/net/{bridge}/brif")) else { return vec![] };
-    dir.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect()
+    parse_link_names(&run("ip", &["-o", "link", "show", "master", bridge]).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn link_names_from_ip_output() {
+        let out = "1: lo: <LOOPBACK,UP> mtu 65536 qdisc noqueue\n7: shv0123456789a00@if6: <BROADCAST> mtu 1450 master shb-x\n";
+        assert_eq!(super::parse_link_names(out), ["lo", "shv0123456789a00"]);
+    }
 }
 
 /// Plugs a sandbox's netns into a network: veth pair, guest end named ethN with its MAC, address

@@ -33,8 +33,8 @@ fn chain_name(port: &str) -> String {
     format!("port-{port}")
 }
 
-/// Base table with its two hooks and an empty port map. Declaring an existing table/chain/map
-/// again is a no-op in nft, so this is safe to prepend to any transaction.
+/// Base table with its two hooks and an empty port map. Only valid right after the table was
+/// deleted: a chain block with rules *appends* those rules to an existing chain.
 fn base_declarations(out: &mut String) {
     let p = PORT_PREFIX;
     let _ = write!(
@@ -95,10 +95,9 @@ pub fn full_ruleset(ports: &[PortPolicy]) -> String {
     out
 }
 
-/// Adds (or replaces) one port's rules.
+/// Adds (or replaces) one port's rules; needs the table from `full_ruleset`.
 pub fn add_port(p: &PortPolicy) -> String {
     let mut out = String::new();
-    base_declarations(&mut out);
     write_port(&mut out, p);
     out
 }

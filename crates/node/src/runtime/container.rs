@@ -178,6 +178,10 @@ pub fn ensure_netns(name: &str) -> Result<(), CmdError> {
         run("ip", &["netns", "add", name])?;
     }
     run("ip", &["-n", name, "link", "set", "dev", "lo", "up"])?;
+    // Networks are IPv4 for now: no IPv6 addresses, router solicitations or MLD from sandboxes
+    // (the port rules drop such frames anyway; this keeps the drop counters meaningful).
+    crate::cmd::sysctls_in_netns(name, &[("net.ipv6.conf.all.disable_ipv6", "1"), ("net.ipv6.conf.default.disable_ipv6", "1")])
+        .map_err(|source| CmdError::Spawn { cmd: format!("sysctl in netns {name}"), source })?;
     Ok(())
 }
 
