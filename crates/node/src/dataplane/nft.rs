@@ -1,7 +1,9 @@
 //! nftables rules for the per-host L2 dataplane (bridge family), generated as `nft -f` text.
 //!
 //! One table, `bridge shoal`, owned entirely by Shoal. Each sandbox port gets its own chain,
-//! reached through the `ports` verdict map keyed by the port's interface name. Anything that
+//! reached through the `ports` verdict map keyed by the port's interface name, in the
+//! `prerouting` hook: every frame is judged as it enters the bridge, before any forwarding
+//! decision, whether it is headed for a peer, for nowhere (unknown unicast) or for the host. Anything that
 //! arrives on a Shoal port without a chain is dropped (fail closed), and nothing from a sandbox
 //! port is ever delivered to the host itself (the `input` hook).
 //!
@@ -41,8 +43,8 @@ fn base_declarations(out: &mut String) {
         out,
         "table bridge {TABLE} {{\n\
          \tmap ports {{ type ifname : verdict; }}\n\
-         \tchain forward {{\n\
-         \t\ttype filter hook forward priority -200; policy accept;\n\
+         \tchain prerouting {{\n\
+         \t\ttype filter hook prerouting priority -200; policy accept;\n\
          \t\tiifname vmap @ports\n\
          \t\t# a Shoal port without its own chain sends nothing (fail closed)\n\
          \t\tiifname \"{p}*\" counter drop\n\
