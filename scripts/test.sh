@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests, then end-to-end tests that drive the real `shoal` binary
+# against real runc, netlink, nftables and SQLite inside test network namespaces. Run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "error: run as root (the tests create namespaces, bridges and containers)" >&2; exit 1; }
+./scripts/install-deps.sh
+./scripts/build.sh
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "==> installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
+echo "==> building test images (busybox:1, devbox:1) into target/test-images"
+for img in busybox:1 devbox:1; do
+  name=${img%%:*}; tag=${img##*:}
+  [ -f "target/test-images/$name/$tag/image.json" ] || \
+    target/release/shoal image build "$img" --data-dir /nonexistent --images-dir target/test-images
+done
+echo "==> unit and end-to-end tests"
+# Two at a time: each end-to-end test runs its own `shoal up` in its own namespace.
+cargo nextest run --release --locked --workspace --run-ignored all --test-threads 2 --no-fail-fast "$@"
