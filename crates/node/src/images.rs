@@ -714,7 +714,7 @@ fn find_static_busybox() -> Result<(PathBuf, Vec<u8>), ImageError> {
 
 /// `Some(true)` for an ELF executable without a program interpreter (statically linked),
 /// `Some(false)` for a dynamically linked one, `None` if it is not a readable ELF file.
-fn elf_is_static(b: &[u8]) -> Option<bool> {
+pub fn elf_is_static(b: &[u8]) -> Option<bool> {
     if b.len() < 52 || &b[..4] != b"\x7fELF" {
         return None;
     }

@@ -288,6 +288,11 @@ impl Node {
     }
 }
 
+/// True for an ELF executable without a program interpreter (it needs nothing from the image).
+pub fn is_static_executable(path: &Path) -> bool {
+    std::fs::read(path).ok().and_then(|b| images::elf_is_static(&b)) == Some(true)
+}
+
 fn hosts_file(spec: &SandboxSpec) -> String {
     let mut s = String::from("127.0.0.1\tlocalhost\n");
     if let Some(nic) = spec.nics.first() {
@@ -341,6 +346,12 @@ pub fn probe(cfg: &NodeConfig) -> Result<(), NodeError> {
     if !cfg.agent_bin.is_file() {
         return Err(p(format!(
             "shoal-agent not found at {}: build it with `scripts/build.sh` or pass --agent-bin",
+            cfg.agent_bin.display()
+        )));
+    }
+    if !is_static_executable(&cfg.agent_bin) {
+        return Err(p(format!(
+            "{} is not a statically linked executable, so it cannot run inside arbitrary images: build it with `scripts/build.sh` (RUSTFLAGS=\"-C target-feature=+crt-static\")",
             cfg.agent_bin.display()
         )));
     }
