@@ -106,7 +106,12 @@ pub fn run(cmd: ImageCmd, as_json: bool) -> anyhow::Result<()> {
             if as_json { json(&img) } else { println!("imported {} ({:.1} MiB)", img.reference, img.size_bytes as f64 / 1048576.0) }
         }
         ImageCmd::Rm { reference, dir } => {
-            store(&dir).remove(&reference)?;
+            let images = store(&dir);
+            let users = shoal_node::runtime::container::overlays_using(&images.rootfs(&reference)?);
+            if users > 0 {
+                anyhow::bail!("image {reference} is the root of {users} sandbox(es): delete them first (`shoal sandbox list` shows which)");
+            }
+            images.remove(&reference)?;
             if !as_json {
                 println!("removed image {reference}");
             }

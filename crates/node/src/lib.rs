@@ -84,6 +84,9 @@ impl Node {
     /// Checks the host, takes the data directory's lock and installs the base nftables table.
     pub fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
         probe(&cfg)?;
+        if let Some(w) = forward_drop_warning() {
+            tracing::warn!("{w}");
+        }
         std::fs::create_dir_all(cfg.data_dir.join("sandboxes"))?;
         let lock = lock_data_dir(&cfg.data_dir)?;
         let oci = OciRuntime { binary: cfg.oci_runtime.clone(), state_root: cfg.data_dir.join("oci-state") };
@@ -286,6 +289,25 @@ impl Node {
     pub fn console(&self, id: &str, lines: usize) -> String {
         tail(&self.dirs(id).console_log(), lines)
     }
+}
+
+/// With br_netfilter's `bridge-nf-call-iptables=1`, bridged IPv4 between sandboxes also crosses
+/// the host's iptables FORWARD chain; a DROP policy there would silently cut every network.
+/// Shoal does not edit the host's firewall, so it says what to add.
+pub fn forward_drop_warning() -> Option<String> {
+    let calls = std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables").ok()?;
+    if calls.trim() != "1" {
+        return None;
+    }
+    let nft = cmd::run("nft", &["list", "chains", "ip"]).unwrap_or_default();
+    let nft_drop = nft.split("chain ").any(|c| c.contains("hook forward") && c.contains("policy drop"));
+    let legacy_drop = cmd::run("iptables-legacy", &["-S", "FORWARD"]).is_ok_and(|o| o.contains("-P FORWARD DROP"));
+    (nft_drop || legacy_drop).then(|| {
+        "the host's iptables FORWARD policy is DROP and bridge-nf-call-iptables=1, so traffic between sandboxes \
+         will be dropped: allow it with `iptables -I FORWARD -i shb-+ -o shb-+ -j ACCEPT` \
+         (Shoal's own nftables rules still enforce isolation)"
+            .to_string()
+    })
 }
 
 /// True for an ELF executable without a program interpreter (it needs nothing from the image).

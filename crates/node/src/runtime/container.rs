@@ -52,6 +52,13 @@ fn cstr(p: &Path) -> CString {
     CString::new(p.as_os_str().as_encoded_bytes()).expect("path without NUL")
 }
 
+/// Number of mounted sandbox roots that use `lower` as their image layer.
+pub fn overlays_using(lower: &Path) -> usize {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else { return 0 };
+    let needle = format!("lowerdir={}", lower.display());
+    mounts.lines().filter(|l| l.starts_with("overlay ") && l.split([' ', ',']).any(|opt| opt == needle)).count()
+}
+
 pub fn is_mounted(path: &Path) -> bool {
     let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else { return false };
     let target = path.to_string_lossy();
