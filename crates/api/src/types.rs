@@ -43,6 +43,16 @@ pub struct Member {
     pub sandbox_name: String,
     pub ip: String,
     pub mac: String,
+    /// `<sandbox-name>.<network-name>.internal`, resolvable by the network's members.
+    pub dns_name: String,
+    /// The sandbox's state (`running`, `failed`, …).
+    pub state: String,
+    pub joined_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberList {
+    pub members: Vec<Member>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

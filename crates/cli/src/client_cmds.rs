@@ -36,6 +36,12 @@ pub enum NetworkCmd {
     /// Show a network and its members.
     #[command(alias = "show")]
     Get { network: String },
+    /// List a network's members (name, address, MAC, DNS name, state).
+    Members { network: String },
+    /// Plug a running sandbox into a network (it gets the next free ethN).
+    Attach { network: String, sandbox: String },
+    /// Unplug a sandbox from a network (traffic through it stops at once).
+    Detach { network: String, sandbox: String },
     /// Delete a network.
     #[command(alias = "delete")]
     Rm {
@@ -132,8 +138,35 @@ pub async fn network(conn: Conn, cmd: NetworkCmd) -> anyhow::Result<()> {
                 json(&n)
             } else {
                 println!("network {} ({})  cidr {}  created {}", n.name, n.id, n.cidr, n.created_at);
-                table(&["SANDBOX", "ID", "IP", "MAC"], n.members.into_iter().map(|m| vec![m.sandbox_name, m.sandbox_id, m.ip, m.mac]).collect());
+                table(&["SANDBOX", "ID", "IP", "MAC", "DNS NAME"], n.members.into_iter().map(|m| vec![m.sandbox_name, m.sandbox_id, m.ip, m.mac, m.dns_name]).collect());
             }
+        }
+        NetworkCmd::Members { network } => {
+            let members = c.members(&network).await?;
+            if conn.json {
+                json(&members)
+            } else {
+                table(
+                    &["SANDBOX", "ID", "IP", "MAC", "DNS NAME", "STATE", "JOINED"],
+                    members.into_iter().map(|m| vec![m.sandbox_name, m.sandbox_id, m.ip, m.mac, m.dns_name, m.state, m.joined_at]).collect(),
+                );
+            }
+        }
+        NetworkCmd::Attach { network, sandbox } => {
+            let s = c.attach(&sandbox, &network).await?;
+            if conn.json {
+                json(&s)
+            } else {
+                let nic = s.networks.iter().find(|n| n.network_name == network || n.network_id == network);
+                match nic {
+                    Some(n) => println!("attached {} to {}: {} {}", s.name, n.network_name, n.ifname, n.ip),
+                    None => println!("attached {} to {network}", s.name),
+                }
+            }
+        }
+        NetworkCmd::Detach { network, sandbox } => {
+            let s = c.detach(&sandbox, &network).await?;
+            if conn.json { json(&s) } else { println!("detached {} from {network}", s.name) }
         }
         NetworkCmd::Rm { network, force } => {
             c.delete_network(&network, force).await?;

@@ -8,6 +8,7 @@
 pub mod agent_client;
 pub mod cmd;
 pub mod dataplane;
+pub mod dns;
 pub mod images;
 pub mod naming;
 pub mod runtime;
@@ -75,6 +76,7 @@ pub struct Node {
     oci: OciRuntime,
     /// The port policies programmed into nftables, so a full rebuild is always possible.
     ports: Mutex<BTreeMap<String, nft::PortPolicy>>,
+    resolver: dns::server::Resolver,
     _lock: File,
 }
 
@@ -90,7 +92,7 @@ impl Node {
         std::fs::create_dir_all(cfg.data_dir.join("sandboxes"))?;
         let lock = lock_data_dir(&cfg.data_dir)?;
         let oci = OciRuntime { binary: cfg.oci_runtime.clone(), state_root: cfg.data_dir.join("oci-state") };
-        let node = Node { images: ImageStore::new(cfg.images_dir.clone()), cfg, oci, ports: Mutex::new(BTreeMap::new()), _lock: lock };
+        let node = Node { images: ImageStore::new(cfg.images_dir.clone()), cfg, oci, ports: Mutex::new(BTreeMap::new()), resolver: Default::default(), _lock: lock };
         Ok(node)
     }
 
@@ -116,6 +118,7 @@ impl Node {
         let netns = naming::netns_name(&spec.id);
         let hosts = hosts_file(spec);
         std::fs::write(dirs.hosts_file(), hosts)?;
+        std::fs::write(dirs.resolv_conf(), dns::resolv_conf())?;
         let config = runtime::oci::config(&runtime::oci::OciParams {
             sandbox_id: &spec.id,
             hostname: &spec.name,
@@ -125,13 +128,15 @@ impl Node {
             agent_dir: &dirs.agent_dir().display().to_string(),
             agent_bin: &self.cfg.agent_bin.display().to_string(),
             hosts_file: &dirs.hosts_file().display().to_string(),
+            resolv_conf: &dirs.resolv_conf().display().to_string(),
         });
         std::fs::write(dirs.bundle().join("config.json"), serde_json::to_vec_pretty(&config).expect("json"))?;
         container::mount_overlay(&lower, &dirs)?;
         container::ensure_netns(&netns)?;
+        self.resolver.serve(&spec.id, &netns)?;
         for nic in &spec.nics {
-            dataplane::ensure_port(&spec.id, &netns, nic)?;
             self.program_port(nic.policy(&spec.id))?;
+            dataplane::ensure_port(&spec.id, &netns, nic)?;
         }
         match self.oci.status(&spec.id).as_deref() {
             Some("running") => {}
@@ -199,12 +204,30 @@ impl Node {
             self.unprogram_port(&port)?;
             dataplane::delete_link(&port)?;
         }
+        self.resolver.stop(id);
         container::delete_netns(&naming::netns_name(id))?;
         container::unmount(&dirs.rootfs())?;
         if dirs.root.exists() {
             std::fs::remove_dir_all(&dirs.root)?;
         }
         Ok(())
+    }
+
+    /// Plugs a running sandbox into one more network; peers can reach it when this returns.
+    pub fn attach(&self, sandbox_id: &str, nic: &NicSpec) -> Result<(), NodeError> {
+        let netns = naming::netns_name(sandbox_id);
+        if !container::netns_path(&netns).exists() {
+            return Err(NodeError::NotRunning(sandbox_id.to_string()));
+        }
+        // Rules before the link comes up: the port never forwards a frame unchecked.
+        self.program_port(nic.policy(sandbox_id))?;
+        dataplane::ensure_port(sandbox_id, &netns, nic)?;
+        Ok(())
+    }
+
+    /// Replaces the membership view the resolver answers from.
+    pub fn set_dns_view(&self, view: dns::DnsView) {
+        self.resolver.set_view(view);
     }
 
     /// Unplugs one NIC of a sandbox (rules first, so nothing slips through while the link goes).

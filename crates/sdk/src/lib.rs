@@ -104,6 +104,18 @@ impl Client {
         self.delete(&format!("/v1/networks/{}?force={force}", enc(id_or_name))).await
     }
 
+    pub async fn members(&self, network: &str) -> Result<Vec<Member>> {
+        Ok(self.call::<(), MemberList>(Method::GET, &format!("/v1/networks/{}/members", enc(network)), None).await?.members)
+    }
+    /// Plugs a running sandbox into a network (name or id); returns the updated sandbox.
+    pub async fn attach(&self, sandbox: &str, network: &str) -> Result<Sandbox> {
+        let r = NetworkRef { id: None, name: Some(network.to_string()) };
+        self.call(Method::POST, &format!("/v1/sandboxes/{}/networks", enc(sandbox)), Some(&r)).await
+    }
+    pub async fn detach(&self, sandbox: &str, network: &str) -> Result<Sandbox> {
+        self.call::<(), _>(Method::DELETE, &format!("/v1/sandboxes/{}/networks/{}", enc(sandbox), enc(network)), None).await
+    }
+
     pub async fn create_sandbox(&self, req: &SandboxCreate) -> Result<Sandbox> {
         self.call(Method::POST, "/v1/sandboxes", Some(req)).await
     }

@@ -38,9 +38,12 @@ pub fn router(app: Arc<App>) -> Router {
     let v1 = Router::new()
         .route("/networks", get(list_networks).post(create_network))
         .route("/networks/{key}", get(get_network).delete(delete_network))
+        .route("/networks/{key}/members", get(members))
         .route("/sandboxes", get(list_sandboxes).post(create_sandbox))
         .route("/sandboxes/{key}", get(get_sandbox).delete(delete_sandbox))
         .route("/sandboxes/{key}/exec", post(exec))
+        .route("/sandboxes/{key}/networks", post(attach))
+        .route("/sandboxes/{key}/networks/{net}", axum::routing::delete(detach))
         .route("/shapes", get(shapes))
         .route("/images", get(images))
         .route("/health", get(health))
@@ -80,6 +83,18 @@ fn flag(q: &HashMap<String, String>, name: &str) -> ApiResult<bool> {
 async fn delete_network(State(app): AppState, Path(key): Path<String>, Query(q): Query<HashMap<String, String>>) -> ApiResult<StatusCode> {
     service::delete_network(&app, &key, flag(&q, "force")?).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn members(State(app): AppState, Path(key): Path<String>) -> ApiResult<Json<shoal_api::MemberList>> {
+    Ok(Json(shoal_api::MemberList { members: service::members(&app, &key)? }))
+}
+
+async fn attach(State(app): AppState, Path(key): Path<String>, Body(req): Body<shoal_api::NetworkRef>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(service::attach(&app, &key, req).await?))
+}
+
+async fn detach(State(app): AppState, Path((key, net)): Path<(String, String)>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(service::detach(&app, &key, &net).await?))
 }
 
 async fn list_sandboxes(State(app): AppState) -> ApiResult<Json<SandboxList>> {

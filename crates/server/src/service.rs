@@ -23,8 +23,9 @@ pub const DEFAULT_EXEC_TIMEOUT_MS: u64 = 60_000;
 fn network_view(s: &Store, n: NetworkRow) -> Result<Network, ApiError> {
     let mut members = Vec::new();
     for nic in s.nics_of_network(&n.id)? {
-        let name = s.sandbox(&nic.sandbox_id)?.map(|sb| sb.name).unwrap_or_default();
-        members.push(Member { sandbox_id: nic.sandbox_id, sandbox_name: name, ip: nic.ip, mac: nic.mac });
+        let (name, state) = s.sandbox(&nic.sandbox_id)?.map(|sb| (sb.name, sb.state)).unwrap_or_default();
+        let dns_name = format!("{name}.{}.{}", n.name, shoal_node::dns::SUFFIX);
+        members.push(Member { sandbox_id: nic.sandbox_id, sandbox_name: name, ip: nic.ip, mac: nic.mac, dns_name, state, joined_at: nic.joined_at });
     }
     Ok(Network { id: n.id, name: n.name, cidr: n.cidr, created_at: n.created_at, members })
 }
@@ -144,7 +145,7 @@ pub async fn delete_network(app: &Arc<App>, key: &str, force: bool) -> Result<()
     let id = net.id.clone();
     blocking(move || node.remove_network(&id)).await??;
     app.store.lock().unwrap().delete_network(&net.id)?;
-    Ok(())
+    refresh_dns(app)
 }
 
 // ---------------------------------------------------------------- sandboxes
@@ -206,12 +207,7 @@ pub async fn create_sandbox(app: &Arc<App>, req: SandboxCreate) -> Result<Sandbo
         }
         let mut nics = Vec::new();
         for (idx, n) in nets.iter().enumerate() {
-            let block: Cidr = n.cidr.parse().map_err(|_| ApiError::internal("stored CIDR unreadable"))?;
-            let taken: Vec<Ipv4Addr> = s.nics_of_network(&n.id)?.iter().filter_map(|m| m.ip.parse().ok()).collect();
-            let ip = ipam::next_address(block, &taken).ok_or_else(|| {
-                ApiError::conflict(format!("network `{}` ({}) has no free address left ({} members)", n.name, n.cidr, taken.len()))
-            })?;
-            nics.push(NicRow { sandbox_id: id.clone(), network_id: n.id.clone(), idx: idx as u32, ip: ip.to_string(), mac: naming::mac_for_ip(ip) });
+            nics.push(allocate_nic(&s, &id, n, idx as u32)?);
         }
         let row = SandboxRow {
             id: id.clone(),
@@ -244,10 +240,102 @@ pub async fn create_sandbox(app: &Arc<App>, req: SandboxCreate) -> Result<Sandbo
         app.store.lock().unwrap().delete_sandbox(&spec.id)?;
         return Err(ApiError::from(e));
     }
-    let s = app.store.lock().unwrap();
-    s.set_sandbox_state(&row.id, "running", None)?;
-    let row = find_sandbox(&s, &row.id)?;
-    sandbox_view(&s, row)
+    app.store.lock().unwrap().set_sandbox_state(&row.id, "running", None)?;
+    refresh_dns(app)?;
+    get_sandbox(app, &row.id)
+}
+
+/// The lowest free address of `net` for a new member (caller holds `app.alloc`).
+fn allocate_nic(s: &Store, sandbox_id: &str, net: &NetworkRow, idx: u32) -> Result<NicRow, ApiError> {
+    let block: Cidr = net.cidr.parse().map_err(|_| ApiError::internal("stored CIDR unreadable"))?;
+    let taken: Vec<Ipv4Addr> = s.nics_of_network(&net.id)?.iter().filter_map(|m| m.ip.parse().ok()).collect();
+    let ip = ipam::next_address(block, &taken).ok_or_else(|| {
+        ApiError::conflict(format!("network `{}` ({}) has no free address left ({} members)", net.name, net.cidr, taken.len()))
+    })?;
+    Ok(NicRow { sandbox_id: sandbox_id.to_string(), network_id: net.id.clone(), idx, ip: ip.to_string(), mac: naming::mac_for_ip(ip), joined_at: crate::time::now() })
+}
+
+/// Pushes who-is-where to the node's resolver; called after every membership change.
+pub fn refresh_dns(app: &App) -> Result<(), ApiError> {
+    let mut view = shoal_node::dns::DnsView::default();
+    {
+        let s = app.store.lock().unwrap();
+        let names: std::collections::BTreeMap<String, String> = s.sandboxes()?.into_iter().map(|sb| (sb.id, sb.name)).collect();
+        for n in s.networks()? {
+            let members = view.networks.entry(n.name.clone()).or_default();
+            for nic in s.nics_of_network(&n.id)? {
+                let (Some(name), Ok(ip)) = (names.get(&nic.sandbox_id), nic.ip.parse()) else { continue };
+                members.insert(name.clone(), ip);
+                view.memberships.entry(nic.sandbox_id.clone()).or_default().insert(n.name.clone());
+            }
+        }
+    }
+    app.node.set_dns_view(view);
+    Ok(())
+}
+
+pub fn members(app: &App, key: &str) -> Result<Vec<Member>, ApiError> {
+    Ok(get_network(app, key)?.members)
+}
+
+/// Plugs a running sandbox into one more network (the next free ethN).
+pub async fn attach(app: &Arc<App>, key: &str, net: shoal_api::NetworkRef) -> Result<Sandbox, ApiError> {
+    let net_key = match (&net.id, &net.name) {
+        (Some(k), None) | (None, Some(k)) => k.clone(),
+        _ => return Err(ApiError::unprocessable("name the network with exactly one of `id` or `name`")),
+    };
+    let guard = app.alloc.lock().await;
+    let (sandbox_id, nic_row, spec) = {
+        let s = app.store.lock().unwrap();
+        let sb = find_sandbox(&s, key)?;
+        if sb.state != "running" {
+            return Err(ApiError::conflict(format!("sandbox `{}` is {}: only a running sandbox can be attached", sb.name, sb.state)));
+        }
+        let n = find_network(&s, &net_key)?;
+        let nics = s.nics_of_sandbox(&sb.id)?;
+        if nics.iter().any(|x| x.network_id == n.id) {
+            return Err(ApiError::conflict(format!("sandbox `{}` is already on network `{}`", sb.name, n.name)));
+        }
+        let idx = (0..).find(|i| !nics.iter().any(|x| x.idx == *i)).expect("a free index");
+        let row = allocate_nic(&s, &sb.id, &n, idx)?;
+        store::insert_nic(s.conn(), &row)?;
+        let spec = nic_spec(&s, &row)?;
+        (sb.id, row, spec)
+    };
+    drop(guard);
+    let node = app.node.clone();
+    let (id, nic) = (sandbox_id.clone(), spec.clone());
+    if let Err(e) = blocking(move || node.attach(&id, &nic)).await? {
+        let node = app.node.clone();
+        let (id, nic) = (sandbox_id.clone(), spec);
+        let _ = blocking(move || node.detach(&id, &nic)).await?;
+        app.store.lock().unwrap().delete_nic(&sandbox_id, &nic_row.network_id)?;
+        return Err(ApiError::from(e));
+    }
+    refresh_dns(app)?;
+    get_sandbox(app, &sandbox_id)
+}
+
+/// Unplugs a sandbox from a network: its interface disappears, traffic through it stops at
+/// once, and its address returns to the pool.
+pub async fn detach(app: &Arc<App>, key: &str, net_key: &str) -> Result<Sandbox, ApiError> {
+    let _guard = app.alloc.lock().await;
+    let (sb, row, spec) = {
+        let s = app.store.lock().unwrap();
+        let sb = find_sandbox(&s, key)?;
+        let n = find_network(&s, net_key)?;
+        let row = s.nics_of_sandbox(&sb.id)?.into_iter().find(|x| x.network_id == n.id).ok_or_else(|| {
+            ApiError::not_found(format!("sandbox `{}` is not on network `{}`", sb.name, n.name))
+        })?;
+        let spec = nic_spec(&s, &row)?;
+        (sb, row, spec)
+    };
+    let node = app.node.clone();
+    let id = sb.id.clone();
+    blocking(move || node.detach(&id, &spec)).await??;
+    app.store.lock().unwrap().delete_nic(&sb.id, &row.network_id)?;
+    refresh_dns(app)?;
+    get_sandbox(app, &sb.id)
 }
 
 pub async fn delete_sandbox(app: &Arc<App>, key: &str) -> Result<(), ApiError> {
@@ -265,7 +353,7 @@ pub async fn delete_sandbox(app: &Arc<App>, key: &str) -> Result<(), ApiError> {
     match blocking(move || node.delete_sandbox(&id, &nics)).await? {
         Ok(()) => {
             app.store.lock().unwrap().delete_sandbox(&spec.id)?;
-            Ok(())
+            refresh_dns(app)
         }
         Err(e) => {
             let msg = format!("deleting failed: {e}; retry the delete");
@@ -340,6 +428,7 @@ pub async fn converge_on_start(app: &Arc<App>) -> Result<(), ApiError> {
         blocking(move || node.delete_sandbox(&id, &nics)).await??;
         app.store.lock().unwrap().delete_sandbox(&spec.id)?;
     }
+    refresh_dns(app)?;
     let node = app.node.clone();
     let results = blocking(move || node.converge(&specs, &networks)).await?;
     let s = app.store.lock().unwrap();

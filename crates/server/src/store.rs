@@ -41,6 +41,7 @@ pub struct NicRow {
     pub idx: u32,
     pub ip: String,
     pub mac: String,
+    pub joined_at: String,
 }
 
 const MIGRATIONS: &[&str] = &[
@@ -75,6 +76,8 @@ const MIGRATIONS: &[&str] = &[
         sha256 TEXT PRIMARY KEY,
         created_at TEXT NOT NULL
     );",
+    // 2: when each member joined its network.
+    "ALTER TABLE nics ADD COLUMN joined_at TEXT NOT NULL DEFAULT '';",
 ];
 
 pub struct Store {
@@ -110,6 +113,10 @@ impl Store {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    pub fn conn(&self) -> &Connection {
+        &self.conn
     }
 
     pub fn transaction(&mut self) -> Result<Transaction<'_>, StoreError> {
@@ -212,20 +219,25 @@ pub fn insert_sandbox(tx: &Transaction<'_>, s: &SandboxRow, nics: &[NicRow]) -> 
         params![s.id, s.name, s.shape, s.rootfs, s.state, s.state_reason, serde_json::to_string(&s.env).unwrap(), s.created_at],
     )?;
     for n in nics {
-        tx.execute(
-            "INSERT INTO nics (sandbox_id, network_id, idx, ip, mac) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![n.sandbox_id, n.network_id, n.idx, n.ip, n.mac],
-        )?;
+        insert_nic(tx, n)?;
     }
     Ok(())
 }
 
+pub fn insert_nic(conn: &Connection, n: &NicRow) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO nics (sandbox_id, network_id, idx, ip, mac, joined_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![n.sandbox_id, n.network_id, n.idx, n.ip, n.mac, n.joined_at],
+    )?;
+    Ok(())
+}
+
 pub fn nics_where(conn: &Connection, cond: &str, arg: &str) -> Result<Vec<NicRow>, StoreError> {
-    let sql = format!("SELECT sandbox_id, network_id, idx, ip, mac FROM nics WHERE {cond}");
+    let sql = format!("SELECT sandbox_id, network_id, idx, ip, mac, joined_at FROM nics WHERE {cond}");
     let mut st = conn.prepare(&sql)?;
     let rows = st
         .query_map([arg], |r| {
-            Ok(NicRow { sandbox_id: r.get(0)?, network_id: r.get(1)?, idx: r.get(2)?, ip: r.get(3)?, mac: r.get(4)? })
+            Ok(NicRow { sandbox_id: r.get(0)?, network_id: r.get(1)?, idx: r.get(2)?, ip: r.get(3)?, mac: r.get(4)?, joined_at: r.get(5)? })
         })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
@@ -270,7 +282,7 @@ mod tests {
             env: BTreeMap::from([("K".into(), "V".into())]),
             created_at: "t".into(),
         };
-        let nic = NicRow { sandbox_id: sb.id.clone(), network_id: net.id.clone(), idx: 0, ip: "10.210.0.2".into(), mac: "m".into() };
+        let nic = NicRow { sandbox_id: sb.id.clone(), network_id: net.id.clone(), idx: 0, ip: "10.210.0.2".into(), mac: "m".into(), joined_at: "t".into() };
         let tx = s.transaction().unwrap();
         insert_sandbox(&tx, &sb, std::slice::from_ref(&nic)).unwrap();
         tx.commit().unwrap();
@@ -279,7 +291,7 @@ mod tests {
         // A second member with the same IP is refused by the schema itself.
         let tx = s.transaction().unwrap();
         let sb2 = SandboxRow { id: "sbx-0000000002".into(), name: "b".into(), ..sb.clone() };
-        let dup = NicRow { sandbox_id: sb2.id.clone(), network_id: net.id.clone(), idx: 0, ip: "10.210.0.2".into(), mac: "m".into() };
+        let dup = NicRow { sandbox_id: sb2.id.clone(), network_id: net.id.clone(), idx: 0, ip: "10.210.0.2".into(), mac: "m".into(), joined_at: "t".into() };
         assert!(insert_sandbox(&tx, &sb2, &[dup]).is_err());
         drop(tx);
         s.delete_sandbox(&sb.id).unwrap();

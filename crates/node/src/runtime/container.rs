@@ -42,6 +42,10 @@ impl SandboxDirs {
     pub fn hosts_file(&self) -> PathBuf {
         self.root.join("hosts")
     }
+    /// Bind-mounted read-only at /etc/resolv.conf (the node's resolver inside the netns).
+    pub fn resolv_conf(&self) -> PathBuf {
+        self.root.join("resolv.conf")
+    }
     /// PID 1's stdout and stderr.
     pub fn console_log(&self) -> PathBuf {
         self.root.join("console.log")

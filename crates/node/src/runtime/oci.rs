@@ -24,6 +24,7 @@ pub struct OciParams<'a> {
     pub agent_dir: &'a str,
     pub agent_bin: &'a str,
     pub hosts_file: &'a str,
+    pub resolv_conf: &'a str,
 }
 
 pub const AGENT_PATH_IN_SANDBOX: &str = "/.shoal-agent";
@@ -58,7 +59,8 @@ pub fn config(p: &OciParams) -> Value {
             { "destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"] },
             { "destination": "/.shoal", "type": "bind", "source": p.agent_dir, "options": ["rbind", "rw", "nosuid", "nodev", "noexec"] },
             { "destination": AGENT_PATH_IN_SANDBOX, "type": "bind", "source": p.agent_bin, "options": ["bind", "ro", "nosuid", "nodev"] },
-            { "destination": "/etc/hosts", "type": "bind", "source": p.hosts_file, "options": ["bind", "ro"] }
+            { "destination": "/etc/hosts", "type": "bind", "source": p.hosts_file, "options": ["bind", "ro"] },
+            { "destination": "/etc/resolv.conf", "type": "bind", "source": p.resolv_conf, "options": ["bind", "ro"] }
         ],
         "linux": {
             "cgroupsPath": format!("/shoal/{}", p.sandbox_id),
@@ -105,6 +107,7 @@ mod tests {
             agent_dir: "/d/shoal",
             agent_bin: "/bin/agent",
             hosts_file: "/d/hosts",
+            resolv_conf: "/d/resolv.conf",
         });
         let r = &c["linux"]["resources"];
         assert_eq!(r["memory"]["limit"], 2048u64 * 1024 * 1024);
