@@ -207,6 +207,13 @@ class Baseline:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def settle(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        checkpoint()
+        time.sleep(min(0.1, max(0.0, end - time.monotonic())))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--port", type=int, default=7290, help="API port on 127.0.0.1 (default 7290)")
@@ -218,6 +225,9 @@ def main() -> int:
     ap.add_argument("--execs", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=1, help="uncounted creates/baseline runs first (default 1)")
     ap.add_argument("--exec-warmup", type=int, default=5, help="uncounted execs first (default 5)")
+    ap.add_argument("--settle", type=float, default=2.0,
+                    help="seconds to idle between phases, e.g. while the kernel tears down the baseline "
+                         "containers' network namespaces in the background (default 2)")
     ap.add_argument("--timeout", type=float, default=120.0, help="HTTP timeout in seconds")
     ap.add_argument("--json", metavar="PATH", help="also write all samples and results as JSON")
     args = ap.parse_args()
@@ -273,6 +283,7 @@ def main() -> int:
             log(f"  {name}: create {secs * 1e3:7.1f} ms | bare runc run {b_secs * 1e3:7.1f} ms{'' if counted else '  (warm-up)'}")
 
         # 2. exec round trip on one of them, then the host baseline.
+        settle(args.settle)
         target = made[args.warmup]
         log(f"exec `true` x{args.execs} (+{args.exec_warmup} warm-up) in {target}")
         conns_before = api.connections_opened
@@ -286,6 +297,7 @@ def main() -> int:
                 exec_agent_ms.append(float(res.get("duration_ms", 0)))
         exec_reconnects = api.connections_opened - conns_before
         true_bin = shutil.which("true") or "/bin/true"
+        settle(args.settle)
         log(f"host subprocess `{true_bin}` x{args.execs} (+{args.exec_warmup} warm-up)")
         for i in range(args.exec_warmup + args.execs):
             checkpoint()

@@ -9,3 +9,5 @@ mod bad_input;
 mod example;
 mod isolation;
 mod lifecycle;
+mod matrix;
+mod attach;
