@@ -25,6 +25,9 @@ pub struct UpArgs {
     /// The static shoal-agent binary (default: next to `shoal`, or in the cargo target dir).
     #[arg(long, env = "SHOAL_AGENT_BIN")]
     agent_bin: Option<PathBuf>,
+    /// MTU of sandbox network interfaces (68-9000; keep 50 bytes below the underlay's for VXLAN).
+    #[arg(long, env = "SHOAL_MTU", default_value_t = shoal_node::dataplane::DEFAULT_MTU, value_parser = clap::value_parser!(u32).range(68..=9000))]
+    mtu: u32,
     /// Do not write the client config file (~/.config/shoal/config.json or SHOAL_CONFIG).
     #[arg(long)]
     no_client_config: bool,
@@ -38,7 +41,7 @@ pub async fn run(args: UpArgs, initial_key: Option<String>) -> anyhow::Result<()
     let agent_bin = paths::find_agent(args.agent_bin.as_deref())?;
     let data_dir = args.dir.data_dir.clone();
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data directory {}", data_dir.display()))?;
-    let cfg = NodeConfig { data_dir: data_dir.clone(), images_dir: args.dir.images_dir(), oci_runtime: args.oci_runtime.clone(), agent_bin };
+    let cfg = NodeConfig { data_dir: data_dir.clone(), images_dir: args.dir.images_dir(), oci_runtime: args.oci_runtime.clone(), agent_bin, mtu: args.mtu };
     let node = tokio::task::spawn_blocking(move || Node::start(cfg)).await??;
     let node = Arc::new(node);
 
@@ -103,7 +106,7 @@ pub async fn purge(dir: &crate::DataDirArg, images: bool, yes: bool) -> anyhow::
         anyhow::bail!("this destroys every sandbox and network of {}: add --yes to confirm", data_dir.display());
     }
     let agent_bin = paths::find_agent(None).unwrap_or_else(|_| PathBuf::from("/bin/true"));
-    let cfg = NodeConfig { data_dir: data_dir.to_path_buf(), images_dir: images_dir.clone(), oci_runtime: "runc".into(), agent_bin };
+    let cfg = NodeConfig { data_dir: data_dir.to_path_buf(), images_dir: images_dir.clone(), oci_runtime: "runc".into(), agent_bin, mtu: shoal_node::dataplane::DEFAULT_MTU };
     let dir = data_dir.to_path_buf();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         let node = Node::start(cfg).context("a running `shoal up` holds this data directory: stop it first")?;

@@ -37,6 +37,8 @@ pub struct NodeConfig {
     pub oci_runtime: String,
     /// The statically linked `shoal-agent`, bind-mounted into every sandbox as PID 1.
     pub agent_bin: PathBuf,
+    /// MTU of sandbox interfaces (1450 fits VXLAN over a 1500-byte underlay).
+    pub mtu: u32,
 }
 
 /// What should exist for one sandbox.
@@ -136,7 +138,7 @@ impl Node {
         self.resolver.serve(&spec.id, &netns)?;
         for nic in &spec.nics {
             self.program_port(nic.policy(&spec.id))?;
-            dataplane::ensure_port(&spec.id, &netns, nic)?;
+            dataplane::ensure_port(&spec.id, &netns, nic, self.cfg.mtu)?;
         }
         match self.oci.status(&spec.id).as_deref() {
             Some("running") => {}
@@ -221,7 +223,7 @@ impl Node {
         }
         // Rules before the link comes up: the port never forwards a frame unchecked.
         self.program_port(nic.policy(sandbox_id))?;
-        dataplane::ensure_port(sandbox_id, &netns, nic)?;
+        dataplane::ensure_port(sandbox_id, &netns, nic, self.cfg.mtu)?;
         Ok(())
     }
 

@@ -161,3 +161,20 @@ fn host_services_are_unreachable_from_sandboxes() {
     let (code, _, _) = h.sh("a", "curl -s --max-time 2 http://127.0.0.1:7070/healthz");
     assert_ne!(code, 0);
 }
+
+#[test]
+#[ignore = "needs root, runc and nftables: run scripts/test.sh"]
+fn mtu_leaves_room_for_vxlan_and_too_big_is_reported() {
+    ensure_image("devbox:1");
+    let h = Host::start();
+    h.ok(&["network", "create", "n1"]);
+    h.sandbox("a", "devbox:1", &["n1"]);
+    h.sandbox("b", "devbox:1", &["n1"]);
+    let ip_b = h.member_ip("n1", "b");
+    assert_eq!(h.sh_ok("a", "cat /sys/class/net/eth0/mtu").trim(), "1450");
+    // 1450 - 20 (IP) - 8 (ICMP) = 1422 bytes fit with DF set; one more is refused, not lost.
+    h.sh_ok("a", &format!("ping -c 1 -W 2 -M do -s 1422 {ip_b}"));
+    let (code, out, err) = h.sh("a", &format!("ping -c 1 -W 2 -M do -s 1423 {ip_b}"));
+    assert_ne!(code, 0);
+    assert!(format!("{out}{err}").contains("message too long") || format!("{out}{err}").contains("mtu = 1450"), "{out}{err}");
+}

@@ -14,9 +14,17 @@ use shoal_api::Cidr;
 use crate::cmd::{self, run, run_idempotent, CmdError};
 use crate::naming;
 
-/// MTU inside sandboxes: leaves room for VXLAN encapsulation (50 bytes) on a 1500-byte underlay,
-/// so the same value keeps working once networks span hosts.
-pub const SANDBOX_MTU: u32 = 1450;
+/// Default MTU inside sandboxes: leaves room for VXLAN encapsulation (50 bytes) on a 1500-byte
+/// underlay, so the same value keeps working once networks span hosts.
+pub const DEFAULT_MTU: u32 = 1450;
+
+/// Hardening of a host-side interface (bridge or port): no IPv6 at all, strict reverse-path
+/// filtering and no routing of 127/8 — the host never speaks or routes on sandbox networks.
+fn harden_host_link(name: &str) {
+    for (key, value) in [("ipv6.conf.{}.disable_ipv6", "1"), ("ipv4.conf.{}.rp_filter", "1"), ("ipv4.conf.{}.route_localnet", "0")] {
+        let _ = cmd::sysctl(&format!("net.{}", key.replace("{}", name)), value);
+    }
+}
 
 /// One interface of a sandbox on one network, as the node realises it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,8 +71,7 @@ pub fn ensure_bridge(bridge: &str) -> Result<(), CmdError> {
     if !link_exists(bridge) {
         run("ip", &["link", "add", "name", bridge, "type", "bridge", "stp_state", "0", "forward_delay", "0"])?;
     }
-    // No link-local IPv6 address: the host must not speak on sandbox networks at all.
-    let _ = cmd::sysctl(&format!("net.ipv6.conf.{bridge}.disable_ipv6"), "1");
+    harden_host_link(bridge);
     run("ip", &["link", "set", "dev", bridge, "up"])?;
     Ok(())
 }
@@ -88,13 +95,13 @@ mod tests {
 }
 
 /// Plugs a sandbox's netns into a network: veth pair, guest end named ethN with its MAC, address
-/// and MTU; host end a bridge port with learning and unknown-unicast flooding off and a static
-/// FDB entry for the guest MAC.
-pub fn ensure_port(sandbox_id: &str, netns: &str, nic: &NicSpec) -> Result<(), CmdError> {
+/// and MTU; host end a bridge port with learning and unknown-unicast and multicast flooding off
+/// and a static FDB entry for the guest MAC.
+pub fn ensure_port(sandbox_id: &str, netns: &str, nic: &NicSpec, mtu: u32) -> Result<(), CmdError> {
     let port = naming::port_name(sandbox_id, nic.index);
     let guest = nic.guest_ifname();
     let bridge = nic.bridge();
-    let mtu = SANDBOX_MTU.to_string();
+    let mtu = mtu.to_string();
     ensure_bridge(&bridge)?;
     if !link_exists(&port) {
         run(
@@ -102,9 +109,9 @@ pub fn ensure_port(sandbox_id: &str, netns: &str, nic: &NicSpec) -> Result<(), C
             &["link", "add", "name", &port, "mtu", &mtu, "type", "veth", "peer", "name", &guest, "address", &nic.mac, "mtu", &mtu, "netns", netns],
         )?;
     }
-    let _ = cmd::sysctl(&format!("net.ipv6.conf.{port}.disable_ipv6"), "1");
+    harden_host_link(&port);
     run("ip", &["link", "set", "dev", &port, "master", &bridge])?;
-    run("bridge", &["link", "set", "dev", &port, "learning", "off", "flood", "off"])?;
+    run("bridge", &["link", "set", "dev", &port, "learning", "off", "flood", "off", "mcast_flood", "off"])?;
     run("bridge", &["fdb", "replace", &nic.mac, "dev", &port, "master", "static"])?;
     run("ip", &["link", "set", "dev", &port, "up"])?;
     let addr = format!("{}/{}", nic.ip, nic.cidr.prefix);

@@ -145,7 +145,8 @@ mod tests {
 
     fn policy(port: &str, ip: &str) -> PortPolicy {
         let ip: Ipv4Addr = ip.parse().unwrap();
-        PortPolicy { port: port.into(), mac: crate::naming::mac_for_ip(ip), ip, cidr: "10.210.0.0/24".parse().unwrap() }
+        let cidr = Cidr::new(ip, 24);
+        PortPolicy { port: port.into(), mac: crate::naming::mac_for_ip(ip), ip, cidr }
     }
 
     fn golden(name: &str, actual: &str) {
@@ -158,10 +159,29 @@ mod tests {
         assert_eq!(actual, expected, "golden file {} differs; if intended, rerun with UPDATE_GOLDEN=1", path.display());
     }
 
+    /// The isolation matrix's topology: N1 {a, a2}, N2 {c}, d on N1 and N2.
     #[test]
     fn full_ruleset_golden() {
-        let rules = full_ruleset(&[policy("shv0123456789" , "10.210.0.2"), policy("shvabcdefabcd00", "10.210.0.3")]);
+        let rules = full_ruleset(&[
+            policy("shvaaaaaaaaaa00", "10.210.0.2"),
+            policy("shva2a2a2a2a200", "10.210.0.3"),
+            policy("shvcccccccccc00", "10.210.1.2"),
+            policy("shvdddddddddd00", "10.210.0.4"),
+            policy("shvdddddddddd01", "10.210.1.3"),
+        ]);
         golden("full_ruleset.nft", &rules);
+    }
+
+    /// The generated text is what the real `nft` accepts (checked without committing, `-c`).
+    #[test]
+    fn real_nft_accepts_the_ruleset() {
+        let root = unsafe { libc::geteuid() } == 0;
+        if !root || cmd::run("nft", &["-v"]).is_err() {
+            eprintln!("skipped: needs root and nft");
+            return;
+        }
+        let rules = full_ruleset(&[policy("shvaaaaaaaaaa00", "10.210.0.2")]) + &add_port(&policy("shvbbbbbbbbbb00", "10.210.0.3"));
+        cmd::run_with_stdin("nft", &["-c", "-f", "-"], Some(&rules)).expect("nft -c rejects the generated rules");
     }
 
     #[test]
