@@ -80,6 +80,7 @@ pub struct Node {
     ports: Mutex<BTreeMap<String, nft::PortPolicy>>,
     resolver: dns::server::Resolver,
     _lock: File,
+    _netns_lock: File,
 }
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -93,8 +94,9 @@ impl Node {
         }
         std::fs::create_dir_all(cfg.data_dir.join("sandboxes"))?;
         let lock = lock_data_dir(&cfg.data_dir)?;
+        let netns_lock = lock_netns()?;
         let oci = OciRuntime { binary: cfg.oci_runtime.clone(), state_root: cfg.data_dir.join("oci-state") };
-        let node = Node { images: ImageStore::new(cfg.images_dir.clone()), cfg, oci, ports: Mutex::new(BTreeMap::new()), resolver: Default::default(), _lock: lock };
+        let node = Node { images: ImageStore::new(cfg.images_dir.clone()), cfg, oci, ports: Mutex::new(BTreeMap::new()), resolver: Default::default(), _lock: lock, _netns_lock: netns_lock };
         Ok(node)
     }
 
@@ -366,6 +368,24 @@ fn lock_data_dir(dir: &Path) -> Result<File, NodeError> {
     Ok(f)
 }
 
+/// One node per network namespace: the nftables table and the bridges are per namespace, so a
+/// second node (another data directory) would take over the first one's dataplane.
+fn lock_netns() -> Result<File, NodeError> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata("/proc/self/ns/net")?.ino();
+    std::fs::create_dir_all("/run/shoal")?;
+    let path = format!("/run/shoal/netns-{ino}.lock");
+    let f = File::create(&path)?;
+    // SAFETY: a valid open file descriptor.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(NodeError::Probe(format!(
+            "another Shoal node already runs in this network namespace (lock {path}): one node per host; stop it or run this one in its own namespace"
+        )));
+    }
+    Ok(f)
+}
+
 /// Host features Shoal needs; a missing one stops the node with a message saying what to do,
 /// never a silent fail-open.
 pub fn probe(cfg: &NodeConfig) -> Result<(), NodeError> {
@@ -402,9 +422,16 @@ pub fn probe(cfg: &NodeConfig) -> Result<(), NodeError> {
             cfg.agent_bin.display()
         )));
     }
-    // The bridge-family table with both hooks: fails here if the kernel lacks nf_tables bridge.
-    let mut probe_rules = String::from("add table bridge shoal-probe\ndelete table bridge shoal-probe\n");
-    probe_rules.push_str(&nft::full_ruleset(&[]).replace(" shoal ", " shoal-probe ").replace(" shoal {", " shoal-probe {"));
+    // The whole bridge-family ruleset with one sample port, in a throw-away table: fails here if
+    // the kernel lacks nf_tables bridge support or any match the port rules use (ether, arp, ip,
+    // verdict maps, counters), instead of failing open later.
+    let sample = nft::PortPolicy {
+        port: format!("{}probe0000000", naming::PORT_PREFIX),
+        mac: "02:00:00:00:00:01".into(),
+        ip: std::net::Ipv4Addr::new(10, 0, 0, 1),
+        cidr: "10.0.0.0/24".parse().expect("valid"),
+    };
+    let mut probe_rules = nft::full_ruleset_in("shoal-probe", std::slice::from_ref(&sample));
     probe_rules.push_str("delete table bridge shoal-probe\n");
     nft::apply(&probe_rules).map_err(|e| p(format!("nftables bridge filtering does not work on this kernel ({e}); Shoal will not run without it")))?;
     Ok(())

@@ -37,11 +37,11 @@ fn chain_name(port: &str) -> String {
 
 /// Base table with its two hooks and an empty port map. Only valid right after the table was
 /// deleted: a chain block with rules *appends* those rules to an existing chain.
-fn base_declarations(out: &mut String) {
+fn base_declarations(out: &mut String, table: &str) {
     let p = PORT_PREFIX;
     let _ = write!(
         out,
-        "table bridge {TABLE} {{\n\
+        "table bridge {table} {{\n\
          \tmap ports {{ type ifname : verdict; }}\n\
          \tchain prerouting {{\n\
          \t\ttype filter hook prerouting priority -200; policy accept;\n\
@@ -74,25 +74,30 @@ fn port_rules(p: &PortPolicy) -> Vec<String> {
     ]
 }
 
-fn write_port(out: &mut String, p: &PortPolicy) {
+fn write_port(out: &mut String, table: &str, p: &PortPolicy) {
     let chain = chain_name(&p.port);
-    let _ = writeln!(out, "add chain bridge {TABLE} {chain}");
-    let _ = writeln!(out, "flush chain bridge {TABLE} {chain}");
+    let _ = writeln!(out, "add chain bridge {table} {chain}");
+    let _ = writeln!(out, "flush chain bridge {table} {chain}");
     for r in port_rules(p) {
-        let _ = writeln!(out, "add rule bridge {TABLE} {chain} {r}");
+        let _ = writeln!(out, "add rule bridge {table} {chain} {r}");
     }
-    let _ = writeln!(out, "add element bridge {TABLE} ports {{ \"{}\" : jump {chain} }}", p.port);
+    let _ = writeln!(out, "add element bridge {table} ports {{ \"{}\" : jump {chain} }}", p.port);
 }
 
 /// The whole table from scratch: used at node start and whenever incremental state is in doubt.
 pub fn full_ruleset(ports: &[PortPolicy]) -> String {
+    full_ruleset_in(TABLE, ports)
+}
+
+/// `full_ruleset` for another table name (the start-up probe uses a throw-away one).
+pub fn full_ruleset_in(table: &str, ports: &[PortPolicy]) -> String {
     let mut out = String::new();
     // `add` + `delete` makes the delete succeed whether or not the table existed.
-    let _ = writeln!(out, "add table bridge {TABLE}");
-    let _ = writeln!(out, "delete table bridge {TABLE}");
-    base_declarations(&mut out);
+    let _ = writeln!(out, "add table bridge {table}");
+    let _ = writeln!(out, "delete table bridge {table}");
+    base_declarations(&mut out, table);
     for p in ports {
-        write_port(&mut out, p);
+        write_port(&mut out, table, p);
     }
     out
 }
@@ -100,7 +105,7 @@ pub fn full_ruleset(ports: &[PortPolicy]) -> String {
 /// Adds (or replaces) one port's rules; needs the table from `full_ruleset`.
 pub fn add_port(p: &PortPolicy) -> String {
     let mut out = String::new();
-    write_port(&mut out, p);
+    write_port(&mut out, TABLE, p);
     out
 }
 
