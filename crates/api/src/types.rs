@@ -153,6 +153,12 @@ pub struct ExecResponse {
     pub duration_ms: u64,
     #[serde(default)]
     pub timed_out: bool,
+    /// The signal that ended the command, if one did.
+    #[serde(default)]
+    pub signal: Option<i32>,
+    /// Output beyond 64 MiB per stream was cut.
+    #[serde(default)]
+    pub truncated: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -16,7 +16,9 @@ pub struct Conn {
 
 impl Conn {
     fn client(&self) -> anyhow::Result<Client> {
-        let c = shoal_sdk::config::resolve(self.url.clone(), self.api_key.clone())?;
+        // clap hands over an empty SHOAL_URL/SHOAL_API_KEY as Some(""): treat it as unset.
+        let non_empty = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+        let c = shoal_sdk::config::resolve(non_empty(&self.url), non_empty(&self.api_key))?;
         Ok(Client::new(c.url, c.api_key))
     }
 }

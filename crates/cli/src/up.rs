@@ -55,6 +55,7 @@ pub async fn run(args: UpArgs, initial_key: Option<String>) -> anyhow::Result<()
     let store = Store::open(&data_dir.join("state.db")).context("opening the state store")?;
     let now = shoal_server::time::now();
     let mut show_key = None;
+    let initial_key = initial_key.filter(|k| !k.is_empty());
     if let Some(k) = &initial_key {
         store.add_api_key(&auth::hash_key(k), &now)?;
     } else if store.api_key_count()? == 0 {
@@ -82,7 +83,7 @@ pub async fn run(args: UpArgs, initial_key: Option<String>) -> anyhow::Result<()
         eprintln!("==> API key (shown once; the CLI and SDKs read it from the client config):\n\n    {k}\n");
     }
     if node.images().get("devbox:1").is_err() {
-        eprintln!("==> image devbox:1 is not built yet; build it with `shoal image build devbox:1` (Debian 12, a few minutes)");
+        eprintln!("==> image devbox:1 is not built yet; build it with `shoal image build devbox:1` (Debian 12, about a minute)");
     }
     eprintln!("==> Shoal is up: API {url}, data in {}. Ctrl-C stops the API; sandboxes keep running and are re-adopted on the next start.", data_dir.display());
     shoal_server::serve(listener, app, shutdown_signal()).await?;
@@ -109,7 +110,7 @@ pub async fn purge(dir: &crate::DataDirArg, images: bool, yes: bool) -> anyhow::
     let cfg = NodeConfig { data_dir: data_dir.to_path_buf(), images_dir: images_dir.clone(), oci_runtime: "runc".into(), agent_bin, mtu: shoal_node::dataplane::DEFAULT_MTU };
     let dir = data_dir.to_path_buf();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        let node = Node::start(cfg).context("a running `shoal up` holds this data directory: stop it first")?;
+        let node = Node::start(cfg)?;
         node.purge()?;
         drop(node);
         for f in ["state.db", "state.db-wal", "state.db-shm", "node.lock"] {

@@ -120,8 +120,7 @@ impl Node {
         std::fs::create_dir_all(dirs.agent_dir())?;
         std::fs::create_dir_all(dirs.bundle())?;
         let netns = naming::netns_name(&spec.id);
-        let hosts = hosts_file(spec);
-        std::fs::write(dirs.hosts_file(), hosts)?;
+        self.write_hosts(spec)?;
         std::fs::write(dirs.resolv_conf(), dns::resolv_conf())?;
         let config = runtime::oci::config(&runtime::oci::OciParams {
             sandbox_id: &spec.id,
@@ -227,6 +226,19 @@ impl Node {
         self.program_port(nic.policy(sandbox_id))?;
         dataplane::ensure_port(sandbox_id, &netns, nic, self.cfg.mtu)?;
         Ok(())
+    }
+
+    /// (Re)writes the sandbox's /etc/hosts in place (it is a bind mount of this very file).
+    pub fn write_hosts(&self, spec: &SandboxSpec) -> Result<(), NodeError> {
+        let dirs = self.dirs(&spec.id);
+        std::fs::create_dir_all(&dirs.root)?;
+        std::fs::write(dirs.hosts_file(), hosts_file(spec))?;
+        Ok(())
+    }
+
+    /// Whether the sandbox's container is running (its PID 1 alive).
+    pub fn is_running(&self, id: &str) -> bool {
+        self.oci.status(id).as_deref() == Some("running")
     }
 
     /// Replaces the membership view the resolver answers from.

@@ -21,8 +21,12 @@ pub enum Error {
     /// The server answered with an error (`code` is stable, `message` says what to do).
     #[error("{message} ({status} {code})")]
     Api { status: u16, code: String, message: String },
-    #[error("cannot reach the Shoal API at {url}: {source}; is `shoal up` running?")]
-    Connect { url: String, source: reqwest::Error },
+    #[error("cannot reach the Shoal API at {url}; is `shoal up` running?")]
+    Connect {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
     #[error("HTTP: {0}")]
     Http(#[from] reqwest::Error),
     #[error("{0}")]

@@ -26,6 +26,9 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> 
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(Body(v)),
             Err(JsonRejection::JsonDataError(e)) => Err(ApiError::unprocessable(format!("invalid request body: {}", e.body_text()))),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "invalid_argument", format!("request body too large: {}", e.body_text())))
+            }
             Err(JsonRejection::MissingJsonContentType(_)) => {
                 Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_argument", "send the body as JSON with `Content-Type: application/json`"))
             }
@@ -48,12 +51,17 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/images", get(images))
         .route("/health", get(health))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(app.clone(), auth::require_key));
     Router::new().nest("/v1", v1).route("/healthz", get(health)).fallback(not_found).with_state(app)
 }
 
 async fn not_found() -> ApiError {
     ApiError::not_found("no such endpoint: the API lives under /v1 (see docs/api.md)")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method (see docs/api.md)")
 }
 
 async fn health() -> Json<shoal_api::Health> {

@@ -22,7 +22,9 @@ pub const DEFAULT_EXEC_TIMEOUT_MS: u64 = 60_000;
 
 fn network_view(s: &Store, n: NetworkRow) -> Result<Network, ApiError> {
     let mut members = Vec::new();
-    for nic in s.nics_of_network(&n.id)? {
+    let mut nics = s.nics_of_network(&n.id)?;
+    nics.sort_by_key(|nic| nic.ip.parse::<Ipv4Addr>().ok());
+    for nic in nics {
         let (name, state) = s.sandbox(&nic.sandbox_id)?.map(|sb| (sb.name, sb.state)).unwrap_or_default();
         let dns_name = format!("{name}.{}.{}", n.name, shoal_node::dns::SUFFIX);
         members.push(Member { sandbox_id: nic.sandbox_id, sandbox_name: name, ip: nic.ip, mac: nic.mac, dns_name, state, joined_at: nic.joined_at });
@@ -313,7 +315,20 @@ pub async fn attach(app: &Arc<App>, key: &str, net: shoal_api::NetworkRef) -> Re
         return Err(ApiError::from(e));
     }
     refresh_dns(app)?;
+    refresh_hosts(app, &sandbox_id).await?;
     get_sandbox(app, &sandbox_id)
+}
+
+/// Rewrites the sandbox's /etc/hosts so its own name maps to its current first address.
+async fn refresh_hosts(app: &Arc<App>, sandbox_id: &str) -> Result<(), ApiError> {
+    let spec = {
+        let s = app.store.lock().unwrap();
+        let row = find_sandbox(&s, sandbox_id)?;
+        sandbox_spec(&s, &row)?
+    };
+    let node = app.node.clone();
+    blocking(move || node.write_hosts(&spec)).await??;
+    Ok(())
 }
 
 /// Unplugs a sandbox from a network: its interface disappears, traffic through it stops at
@@ -335,6 +350,7 @@ pub async fn detach(app: &Arc<App>, key: &str, net_key: &str) -> Result<Sandbox,
     blocking(move || node.detach(&id, &spec)).await??;
     app.store.lock().unwrap().delete_nic(&sb.id, &row.network_id)?;
     refresh_dns(app)?;
+    refresh_hosts(app, &sb.id).await?;
     get_sandbox(app, &sb.id)
 }
 
@@ -390,13 +406,30 @@ pub async fn exec(app: &Arc<App>, key: &str, req: ExecRequest) -> Result<ExecRes
         timeout_ms: Some(timeout),
     };
     let node = app.node.clone();
-    let r = blocking(move || node.exec(&id, areq)).await??;
+    let id2 = id.clone();
+    let r = match blocking(move || node.exec(&id2, areq)).await? {
+        Ok(r) => r,
+        Err(e @ shoal_node::NodeError::Agent(_)) => {
+            // No agent: if the sandbox's PID 1 is gone, say so (and record it) instead of a 500.
+            let node = app.node.clone();
+            let id2 = id.clone();
+            if blocking(move || node.is_running(&id2)).await? {
+                return Err(ApiError::from(e));
+            }
+            let why = "its PID 1 (shoal-agent) exited; the console log may say why";
+            app.store.lock().unwrap().set_sandbox_state(&id, "failed", Some(why))?;
+            return Err(ApiError::conflict(format!("sandbox `{key}` is not running: {why}")));
+        }
+        Err(e) => return Err(ApiError::from(e)),
+    };
     Ok(ExecResponse {
         exit_code: r.exit_code,
         stdout: String::from_utf8_lossy(&r.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&r.stderr).into_owned(),
         duration_ms: r.duration_ms,
         timed_out: r.timed_out,
+        signal: r.signal,
+        truncated: r.truncated,
     })
 }
 
@@ -425,8 +458,14 @@ pub async fn converge_on_start(app: &Arc<App>) -> Result<(), ApiError> {
         tracing::info!(sandbox = %spec.id, "removing a sandbox whose create or delete was interrupted");
         let node = app.node.clone();
         let (id, nics) = (spec.id.clone(), spec.nics.clone());
-        blocking(move || node.delete_sandbox(&id, &nics)).await??;
-        app.store.lock().unwrap().delete_sandbox(&spec.id)?;
+        match blocking(move || node.delete_sandbox(&id, &nics)).await? {
+            Ok(()) => app.store.lock().unwrap().delete_sandbox(&spec.id)?,
+            Err(e) => {
+                tracing::error!(sandbox = %spec.id, "cleaning up an interrupted create/delete: {e}");
+                let why = format!("an interrupted create or delete could not be cleaned up: {e}; delete it again");
+                app.store.lock().unwrap().set_sandbox_state(&spec.id, "failed", Some(&why))?;
+            }
+        }
     }
     refresh_dns(app)?;
     let node = app.node.clone();

@@ -79,6 +79,8 @@ fn bad_input_is_refused_and_changes_nothing() {
     assert_eq!((st, r["error"]["code"].as_str()), (401, Some("unauthorized")), "{r}");
     let (st, _) = h.http_with_key(Some("wrong"), "GET", "/v1/networks", None);
     assert_eq!(st, 401);
+    let (st, r) = h.http("PUT", "/v1/networks", None);
+    assert_eq!((st, r["error"]["code"].as_str()), (405, Some("method_not_allowed")), "{r}");
     let (st, r) = h.http("GET", "/v1/nothing-here", None);
     assert_eq!((st, r["error"]["code"].as_str()), (404, Some("not_found")), "{r}");
 

@@ -69,6 +69,26 @@ fn restart_readopts_and_rm_removes_every_host_object() {
 
 #[test]
 #[ignore = "needs root, runc and nftables: run scripts/test.sh"]
+fn a_sandbox_whose_pid1_died_is_failed_not_an_error() {
+    let h = Host::start();
+    let sb = h.json(&["sandbox", "create", "--name", "doomed", "--rootfs", "busybox:1"]);
+    let id = sb["id"].as_str().unwrap();
+    let out = Command::new("runc").arg("--root").arg(h.data_dir().join("oci-state")).args(["kill", id, "KILL"]).output().unwrap();
+    assert!(out.status.success());
+    eventually("the container to stop", Duration::from_secs(10), || {
+        let (st, _) = h.http("POST", "/v1/sandboxes/doomed/exec", Some(r#"{"cmd":"true"}"#));
+        st == 409
+    });
+    let (st, r) = h.http("POST", "/v1/sandboxes/doomed/exec", Some(r#"{"cmd":"true"}"#));
+    assert_eq!((st, r["error"]["code"].as_str()), (409, Some("conflict")), "{r}");
+    let s = h.json(&["sandbox", "get", "doomed"]);
+    assert_eq!(s["state"], "failed");
+    assert!(s["state_reason"].as_str().unwrap().contains("PID 1"), "{s}");
+    h.ok(&["sandbox", "rm", "doomed"]);
+}
+
+#[test]
+#[ignore = "needs root, runc and nftables: run scripts/test.sh"]
 fn shape_limits_are_enforced() {
     let h = Host::start();
     let sb = h.json(&["sandbox", "create", "--name", "small", "--rootfs", "busybox:1", "--shape", "s-1vcpu-256mb"]);

@@ -12,6 +12,9 @@ use super::codec::{self, ParseError, CLASS_IN, TYPE_A};
 use super::{DnsView, Lookup, RESOLVER_ADDR};
 
 const STACK: usize = 128 * 1024;
+/// TCP connections served at once per sandbox: a guest must not make the node spawn threads
+/// without bound.
+const MAX_TCP_CONNS: usize = 16;
 
 struct Listener {
     udp: Arc<UdpSocket>,
@@ -115,10 +118,21 @@ fn serve_udp(view: &RwLock<DnsView>, asker: &str, sock: &UdpSocket, stop: &Atomi
 }
 
 fn serve_tcp(view: &Arc<RwLock<DnsView>>, asker: &str, sock: &TcpListener, stop: &Arc<AtomicBool>) {
+    let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     while !stop.load(Ordering::SeqCst) {
         let Ok((conn, _)) = sock.accept() else { continue };
-        let (view, asker, stop) = (view.clone(), asker.to_string(), stop.clone());
-        let _ = std::thread::Builder::new().stack_size(STACK).spawn(move || serve_tcp_conn(&view, &asker, conn, &stop));
+        if active.load(Ordering::SeqCst) >= MAX_TCP_CONNS {
+            continue; // dropping `conn` closes it
+        }
+        active.fetch_add(1, Ordering::SeqCst);
+        let (view, asker, stop, mine) = (view.clone(), asker.to_string(), stop.clone(), active.clone());
+        let spawned = std::thread::Builder::new().stack_size(STACK).spawn(move || {
+            serve_tcp_conn(&view, &asker, conn, &stop);
+            mine.fetch_sub(1, Ordering::SeqCst);
+        });
+        if spawned.is_err() {
+            active.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 }
 
