@@ -90,6 +90,45 @@ pub struct SandboxCreate {
     pub networks: Vec<NetworkRef>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Lifetime in seconds; at expiry the sandbox is deleted (or stopped, see `on_timeout`).
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+    /// `delete` (default) or `stop`.
+    #[serde(default)]
+    pub on_timeout: Option<String>,
+}
+
+/// `POST /v1/sandboxes/{id}/timeout`: the sandbox now expires `timeout_secs` from now.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutUpdate {
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Logs {
+    /// The last lines of PID 1's output (the sandbox's console).
+    pub log: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SandboxMetrics {
+    pub cpu_usage_ns: Option<u64>,
+    pub memory_bytes: Option<u64>,
+    pub memory_limit_bytes: Option<u64>,
+    pub pids: Option<u64>,
+    pub disk_bytes: u64,
+    pub interfaces: Vec<InterfaceMetrics>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InterfaceMetrics {
+    pub ifname: String,
+    pub network_id: String,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,7 +137,7 @@ pub struct Sandbox {
     pub name: String,
     pub shape: String,
     pub rootfs: String,
-    /// `creating`, `running`, `failed`, `deleting`.
+    /// `creating`, `running`, `stopping`, `stopped`, `failed`, `deleting`.
     pub state: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_reason: Option<String>,
@@ -107,6 +146,11 @@ pub struct Sandbox {
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     pub created_at: String,
+    /// When the sandbox expires (RFC 3339), if it has a timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_timeout: Option<String>,
 }
 
 /// One interface of a sandbox on one network.

@@ -73,7 +73,21 @@ pub enum SandboxCmd {
         /// Environment variable KEY=VALUE; repeatable.
         #[arg(long = "env", short = 'e')]
         env: Vec<String>,
+        /// Lifetime in seconds; then the sandbox is deleted (or stopped: --on-timeout stop).
+        #[arg(long)]
+        timeout: Option<u64>,
+        /// What happens at the timeout: delete or stop.
+        #[arg(long, value_parser = ["delete", "stop"])]
+        on_timeout: Option<String>,
     },
+    /// Stop a sandbox's processes, keeping its filesystem and addresses.
+    Stop { sandbox: String },
+    /// Start a stopped sandbox again.
+    Start { sandbox: String },
+    /// Make a sandbox expire SECS from now (extends or shortens its lifetime).
+    Timeout { sandbox: String, secs: u64 },
+    /// CPU, memory, processes, disk and per-interface traffic of a sandbox.
+    Metrics { sandbox: String },
     /// List sandboxes.
     #[command(alias = "ls")]
     List,
@@ -183,13 +197,15 @@ pub async fn network(conn: Conn, cmd: NetworkCmd) -> anyhow::Result<()> {
 pub async fn sandbox(conn: Conn, cmd: SandboxCmd) -> anyhow::Result<()> {
     let c = conn.client()?;
     match cmd {
-        SandboxCmd::Create { name, shape, rootfs, networks, env } => {
+        SandboxCmd::Create { name, shape, rootfs, networks, env, timeout, on_timeout } => {
             let req = SandboxCreate {
                 name,
                 shape,
                 rootfs,
                 networks: networks.into_iter().map(|n| NetworkRef { id: None, name: Some(n) }).collect(),
                 env: parse_env(&env)?,
+                timeout_secs: timeout,
+                on_timeout,
             };
             let started = std::time::Instant::now();
             let s = c.create_sandbox(&req).await?;
@@ -198,6 +214,39 @@ pub async fn sandbox(conn: Conn, cmd: SandboxCmd) -> anyhow::Result<()> {
             } else {
                 let addrs: Vec<String> = s.networks.iter().map(|n| format!("{} {} on {}", n.ifname, n.ip, n.network_name)).collect();
                 println!("created sandbox {} ({}) in {} ms{}{}", s.name, s.id, started.elapsed().as_millis(), if addrs.is_empty() { "" } else { ": " }, addrs.join(", "));
+            }
+        }
+        SandboxCmd::Stop { sandbox } => {
+            let s = c.stop_sandbox(&sandbox).await?;
+            if conn.json { json(&s) } else { println!("{} is {}", s.name, s.state) }
+        }
+        SandboxCmd::Start { sandbox } => {
+            let s = c.start_sandbox(&sandbox).await?;
+            if conn.json { json(&s) } else { println!("{} is {}", s.name, s.state) }
+        }
+        SandboxCmd::Timeout { sandbox, secs } => {
+            let s = c.set_timeout(&sandbox, secs).await?;
+            if conn.json {
+                json(&s)
+            } else {
+                println!("{} expires at {} ({})", s.name, s.expires_at.unwrap_or_default(), s.on_timeout.unwrap_or_default())
+            }
+        }
+        SandboxCmd::Metrics { sandbox } => {
+            let m = c.metrics(&sandbox).await?;
+            if conn.json {
+                json(&m)
+            } else {
+                let opt = |v: Option<u64>, f: &dyn Fn(u64) -> String| v.map(f).unwrap_or_else(|| "-".into());
+                let mib = |b: u64| format!("{:.1} MiB", b as f64 / 1048576.0);
+                println!("cpu      {}", opt(m.cpu_usage_ns, &|n| format!("{:.2} s", n as f64 / 1e9)));
+                println!("memory   {} of {}", opt(m.memory_bytes, &mib), opt(m.memory_limit_bytes, &mib));
+                println!("pids     {}", opt(m.pids, &|n| n.to_string()));
+                println!("disk     {}", mib(m.disk_bytes));
+                table(
+                    &["IFACE", "RX BYTES", "TX BYTES", "RX PKTS", "TX PKTS"],
+                    m.interfaces.into_iter().map(|i| vec![i.ifname, i.rx_bytes.to_string(), i.tx_bytes.to_string(), i.rx_packets.to_string(), i.tx_packets.to_string()]).collect(),
+                );
             }
         }
         SandboxCmd::List => {
@@ -262,6 +311,16 @@ pub async fn exec(conn: Conn, a: ExecArgs) -> anyhow::Result<()> {
         eprintln!("shoal: the command ran longer than {} s and was killed (raise --timeout)", a.timeout);
     }
     std::process::exit(r.exit_code);
+}
+
+pub async fn logs(conn: Conn, sandbox: String, tail: usize) -> anyhow::Result<()> {
+    let log = conn.client()?.logs(&sandbox, tail).await?;
+    if conn.json {
+        json(&serde_json::json!({ "log": log }));
+    } else if !log.is_empty() {
+        println!("{log}");
+    }
+    Ok(())
 }
 
 pub async fn shapes(conn: Conn) -> anyhow::Result<()> {

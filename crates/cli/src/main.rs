@@ -38,6 +38,13 @@ enum Cmd {
     Sandbox(client_cmds::SandboxCmd),
     /// Run a command in a sandbox and wait for it: `shoal exec api -- curl -s http://10.210.0.3:8080/`.
     Exec(client_cmds::ExecArgs),
+    /// Show a sandbox's console: the output of its PID 1 (the agent) and of the runtime.
+    Logs {
+        sandbox: String,
+        /// How many of the last lines.
+        #[arg(long, default_value_t = 200)]
+        tail: usize,
+    },
     /// List, build and import root filesystem images (works on the local data directory).
     #[command(subcommand)]
     Image(image_cmds::ImageCmd),
@@ -98,6 +105,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Sandbox(c) => client_cmds::sandbox(conn, c).await,
         Cmd::Exec(a) => client_cmds::exec(conn, a).await,
         Cmd::Shapes => client_cmds::shapes(conn).await,
+        Cmd::Logs { sandbox, tail } => client_cmds::logs(conn, sandbox, tail).await,
         Cmd::Image(c) => image_cmds::run(c, conn.json),
         Cmd::Node(NodeCmd::Purge { dir, images, yes }) => up::purge(&dir, images, yes).await,
     }

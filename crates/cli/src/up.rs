@@ -86,6 +86,7 @@ pub async fn run(args: UpArgs, initial_key: Option<String>) -> anyhow::Result<()
         eprintln!("==> image devbox:1 is not built yet; build it with `shoal image build devbox:1` (Debian 12, about a minute)");
     }
     eprintln!("==> Shoal is up: API {url}, data in {}. Ctrl-C stops the API; sandboxes keep running and are re-adopted on the next start.", data_dir.display());
+    shoal_server::spawn_reaper(app.clone());
     shoal_server::serve(listener, app, shutdown_signal()).await?;
     eprintln!("==> stopped");
     Ok(())

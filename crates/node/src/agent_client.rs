@@ -47,7 +47,7 @@ pub fn exec(socket: &Path, req: ExecRequest) -> Result<ExecResult, AgentError> {
     let wait = Duration::from_millis(req.timeout_ms.unwrap_or(3_600_000)) + Duration::from_secs(10);
     match call(socket, &Request::Exec(req), wait)? {
         Response::Exec(r) => Ok(r),
-        Response::Error { message } => Err(AgentError::Refused(message)),
+        Response::Error { message, .. } => Err(AgentError::Refused(message)),
         other => Err(AgentError::Unexpected(Box::new(other))),
     }
 }

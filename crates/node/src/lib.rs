@@ -50,6 +50,31 @@ pub struct SandboxSpec {
     pub shape: &'static Shape,
     pub env: BTreeMap<String, String>,
     pub nics: Vec<NicSpec>,
+    /// False for a stopped sandbox: its filesystem, netns and ports exist, its processes do not.
+    pub running: bool,
+}
+
+/// Resource use of one sandbox, read from its cgroups, its upper layer and its ports.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Metrics {
+    pub cpu_usage_ns: Option<u64>,
+    pub memory_bytes: Option<u64>,
+    pub memory_limit_bytes: Option<u64>,
+    pub pids: Option<u64>,
+    /// Bytes written to the sandbox's own filesystem layer.
+    pub disk_bytes: u64,
+    pub interfaces: Vec<InterfaceCounters>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct InterfaceCounters {
+    pub ifname: String,
+    pub network_id: String,
+    /// As seen from inside the sandbox.
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +165,9 @@ impl Node {
         for nic in &spec.nics {
             self.program_port(nic.policy(&spec.id))?;
             dataplane::ensure_port(&spec.id, &netns, nic, self.cfg.mtu)?;
+        }
+        if !spec.running {
+            return self.stop_sandbox(&spec.id, &spec.nics, Duration::ZERO);
         }
         match self.oci.status(&spec.id).as_deref() {
             Some("running") => {}
@@ -234,6 +262,53 @@ impl Node {
         std::fs::create_dir_all(&dirs.root)?;
         std::fs::write(dirs.hosts_file(), hosts_file(spec))?;
         Ok(())
+    }
+
+    /// Stops a sandbox's processes and keeps everything else (filesystem, addresses, ports):
+    /// SIGTERM to PID 1 (the agent stops its children), SIGKILL after `grace`.
+    /// Its ports go down too: a stopped sandbox's network stack must not keep answering peers.
+    pub fn stop_sandbox(&self, id: &str, nics: &[NicSpec], grace: Duration) -> Result<(), NodeError> {
+        if self.oci.status(id).as_deref() == Some("running") {
+            let _ = self.oci.kill(id, "TERM");
+            let start = Instant::now();
+            while self.oci.status(id).as_deref() == Some("running") && start.elapsed() < grace {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.oci.delete(id)?;
+        let _ = std::fs::remove_file(self.dirs(id).agent_socket());
+        for nic in nics {
+            dataplane::set_link_down(&naming::port_name(id, nic.index))?;
+        }
+        Ok(())
+    }
+
+    /// Resource use of a sandbox (cgroup v1 or v2, whichever the host has).
+    pub fn metrics(&self, id: &str, nics: &[NicSpec]) -> Metrics {
+        let cg = runtime::cgroups::SandboxCgroup::new(id);
+        let mut m = Metrics {
+            cpu_usage_ns: cg.cpu_usage_ns(),
+            memory_bytes: cg.memory_bytes(),
+            memory_limit_bytes: cg.memory_limit_bytes(),
+            pids: cg.pids(),
+            disk_bytes: runtime::cgroups::dir_size(&self.dirs(id).upper()),
+            interfaces: vec![],
+        };
+        for nic in nics {
+            let port = naming::port_name(id, nic.index);
+            if let Some(c) = dataplane::link_counters(&port) {
+                // The host end's receive is the sandbox's transmit.
+                m.interfaces.push(InterfaceCounters {
+                    ifname: nic.guest_ifname(),
+                    network_id: nic.network_id.clone(),
+                    rx_bytes: c.tx_bytes,
+                    tx_bytes: c.rx_bytes,
+                    rx_packets: c.tx_packets,
+                    tx_packets: c.rx_packets,
+                });
+            }
+        }
+        m
     }
 
     /// Whether the sandbox's container is running (its PID 1 alive).

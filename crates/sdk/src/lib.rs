@@ -141,6 +141,24 @@ impl Client {
         self.exec(id_or_name, &req).await
     }
 
+    pub async fn stop_sandbox(&self, id_or_name: &str) -> Result<Sandbox> {
+        self.call::<(), _>(Method::POST, &format!("/v1/sandboxes/{}/stop", enc(id_or_name)), None).await
+    }
+    pub async fn start_sandbox(&self, id_or_name: &str) -> Result<Sandbox> {
+        self.call::<(), _>(Method::POST, &format!("/v1/sandboxes/{}/start", enc(id_or_name)), None).await
+    }
+    /// The sandbox now expires `secs` from now.
+    pub async fn set_timeout(&self, id_or_name: &str, secs: u64) -> Result<Sandbox> {
+        self.call(Method::POST, &format!("/v1/sandboxes/{}/timeout", enc(id_or_name)), Some(&TimeoutUpdate { timeout_secs: secs })).await
+    }
+    /// The last `tail` lines of the sandbox's PID-1 console.
+    pub async fn logs(&self, id_or_name: &str, tail: usize) -> Result<String> {
+        Ok(self.call::<(), Logs>(Method::GET, &format!("/v1/sandboxes/{}/logs?tail={tail}", enc(id_or_name)), None).await?.log)
+    }
+    pub async fn metrics(&self, id_or_name: &str) -> Result<SandboxMetrics> {
+        self.call::<(), _>(Method::GET, &format!("/v1/sandboxes/{}/metrics", enc(id_or_name)), None).await
+    }
+
     pub async fn shapes(&self) -> Result<Vec<ShapeInfo>> {
         Ok(self.call::<(), ShapeList>(Method::GET, "/v1/shapes", None).await?.shapes)
     }

@@ -46,6 +46,11 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/sandboxes/{key}", get(get_sandbox).delete(delete_sandbox))
         .route("/sandboxes/{key}/exec", post(exec))
         .route("/sandboxes/{key}/networks", post(attach))
+        .route("/sandboxes/{key}/stop", post(stop))
+        .route("/sandboxes/{key}/start", post(start))
+        .route("/sandboxes/{key}/timeout", post(set_timeout))
+        .route("/sandboxes/{key}/logs", get(logs))
+        .route("/sandboxes/{key}/metrics", get(metrics))
         .route("/sandboxes/{key}/networks/{net}", axum::routing::delete(detach))
         .route("/shapes", get(shapes))
         .route("/images", get(images))
@@ -103,6 +108,30 @@ async fn attach(State(app): AppState, Path(key): Path<String>, Body(req): Body<s
 
 async fn detach(State(app): AppState, Path((key, net)): Path<(String, String)>) -> ApiResult<impl IntoResponse> {
     Ok(Json(service::detach(&app, &key, &net).await?))
+}
+
+async fn stop(State(app): AppState, Path(key): Path<String>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(service::stop_sandbox(&app, &key).await?))
+}
+
+async fn start(State(app): AppState, Path(key): Path<String>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(service::start_sandbox(&app, &key).await?))
+}
+
+async fn set_timeout(State(app): AppState, Path(key): Path<String>, Body(req): Body<shoal_api::TimeoutUpdate>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(service::set_timeout(&app, &key, req.timeout_secs)?))
+}
+
+async fn logs(State(app): AppState, Path(key): Path<String>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Json<shoal_api::Logs>> {
+    let lines = match q.get("tail") {
+        None => 1000,
+        Some(t) => t.parse::<usize>().map_err(|_| ApiError::bad_request(format!("`tail` must be a number of lines, not `{t}`")))?,
+    };
+    Ok(Json(shoal_api::Logs { log: service::logs(&app, &key, lines).await? }))
+}
+
+async fn metrics(State(app): AppState, Path(key): Path<String>) -> ApiResult<Json<shoal_api::SandboxMetrics>> {
+    Ok(Json(service::metrics(&app, &key).await?))
 }
 
 async fn list_sandboxes(State(app): AppState) -> ApiResult<Json<SandboxList>> {

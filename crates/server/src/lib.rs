@@ -33,6 +33,19 @@ impl App {
 
 pub use http::router;
 
+/// Acts on sandbox timeouts once a second, for as long as the process lives.
+pub fn spawn_reaper(app: Arc<App>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if let Err(e) = service::reap_expired(&app).await {
+                tracing::error!("checking sandbox timeouts: {}", e.message);
+            }
+        }
+    });
+}
+
 /// Serves the API until `shutdown` completes, then gives in-flight requests a grace period
 /// (a long exec must not keep the process alive forever).
 pub async fn serve(listener: tokio::net::TcpListener, app: Arc<App>, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {

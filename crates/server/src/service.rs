@@ -49,6 +49,8 @@ fn sandbox_view(s: &Store, sb: SandboxRow) -> Result<Sandbox, ApiError> {
         networks,
         env: sb.env,
         created_at: sb.created_at,
+        expires_at: sb.expires_at_ms.map(crate::time::rfc3339_ms),
+        on_timeout: sb.on_timeout,
     })
 }
 
@@ -66,7 +68,8 @@ fn nic_spec(s: &Store, nic: &NicRow) -> Result<NicSpec, ApiError> {
 fn sandbox_spec(s: &Store, sb: &SandboxRow) -> Result<SandboxSpec, ApiError> {
     let shape = shoal_api::shapes::find(&sb.shape).ok_or_else(|| ApiError::internal(format!("stored shape {} is unknown", sb.shape)))?;
     let nics = s.nics_of_sandbox(&sb.id)?.iter().map(|n| nic_spec(s, n)).collect::<Result<Vec<_>, _>>()?;
-    Ok(SandboxSpec { id: sb.id.clone(), name: sb.name.clone(), image: sb.rootfs.clone(), shape, env: sb.env.clone(), nics })
+    let running = !matches!(sb.state.as_str(), "stopped" | "stopping");
+    Ok(SandboxSpec { id: sb.id.clone(), name: sb.name.clone(), image: sb.rootfs.clone(), shape, env: sb.env.clone(), nics, running })
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
@@ -177,6 +180,11 @@ pub async fn create_sandbox(app: &Arc<App>, req: SandboxCreate) -> Result<Sandbo
         .ok_or_else(|| ApiError::unprocessable(format!("unknown shape `{shape_name}`: use one of {}", shoal_api::shapes::names())))?;
     validate::image_ref(&req.rootfs).map_err(ApiError::unprocessable)?;
     validate::env(&req.env).map_err(ApiError::unprocessable)?;
+    let on_timeout = parse_on_timeout(req.on_timeout.as_deref())?;
+    let expires_at_ms = match req.timeout_secs {
+        Some(secs) => Some(expiry(secs)?),
+        None => None,
+    };
     {
         let node = app.node.clone();
         let image = req.rootfs.clone();
@@ -220,6 +228,8 @@ pub async fn create_sandbox(app: &Arc<App>, req: SandboxCreate) -> Result<Sandbo
             state_reason: None,
             env: req.env.clone(),
             created_at: crate::time::now(),
+            expires_at_ms,
+            on_timeout: expires_at_ms.map(|_| on_timeout.to_string()),
         };
         let tx = s.transaction()?;
         store::insert_sandbox(&tx, &row, &nics)?;
@@ -354,6 +364,139 @@ pub async fn detach(app: &Arc<App>, key: &str, net_key: &str) -> Result<Sandbox,
     get_sandbox(app, &sb.id)
 }
 
+pub const MAX_TIMEOUT_SECS: u64 = 30 * 24 * 3600;
+
+fn parse_on_timeout(v: Option<&str>) -> Result<&'static str, ApiError> {
+    match v.unwrap_or("delete") {
+        "delete" => Ok("delete"),
+        "stop" => Ok("stop"),
+        other => Err(ApiError::unprocessable(format!("`on_timeout` must be `delete` or `stop`, not `{other}`"))),
+    }
+}
+
+fn expiry(secs: u64) -> Result<i64, ApiError> {
+    if secs == 0 || secs > MAX_TIMEOUT_SECS {
+        return Err(ApiError::unprocessable(format!("`timeout_secs` must be between 1 and {MAX_TIMEOUT_SECS} (30 days)")));
+    }
+    Ok(crate::time::now_ms() + (secs as i64) * 1000)
+}
+
+/// Sets a running or stopped sandbox to expire `secs` from now (extends or shortens).
+pub fn set_timeout(app: &App, key: &str, secs: u64) -> Result<Sandbox, ApiError> {
+    let at = expiry(secs)?;
+    let s = app.store.lock().unwrap();
+    let sb = find_sandbox(&s, key)?;
+    s.set_expiry(&sb.id, Some(at))?;
+    if sb.on_timeout.is_none() {
+        s.conn().execute("UPDATE sandboxes SET on_timeout = 'delete' WHERE id = ?1", [&sb.id]).map_err(crate::store::StoreError::from)?;
+    }
+    let sb = find_sandbox(&s, &sb.id)?;
+    sandbox_view(&s, sb)
+}
+
+/// Stops a sandbox's processes; its filesystem, addresses and ports stay.
+pub async fn stop_sandbox(app: &Arc<App>, key: &str) -> Result<Sandbox, ApiError> {
+    let (id, nics) = {
+        let s = app.store.lock().unwrap();
+        let sb = find_sandbox(&s, key)?;
+        match sb.state.as_str() {
+            "stopped" => return sandbox_view(&s, sb),
+            "running" | "failed" => {}
+            other => return Err(ApiError::conflict(format!("sandbox `{}` is {other}: retry when that finishes", sb.name))),
+        }
+        s.set_sandbox_state(&sb.id, "stopping", None)?;
+        (sb.id.clone(), sandbox_spec(&s, &sb)?.nics)
+    };
+    let node = app.node.clone();
+    let id2 = id.clone();
+    let r = blocking(move || node.stop_sandbox(&id2, &nics, std::time::Duration::from_secs(5))).await?;
+    let s = app.store.lock().unwrap();
+    match r {
+        Ok(()) => s.set_sandbox_state(&id, "stopped", None)?,
+        Err(e) => {
+            s.set_sandbox_state(&id, "failed", Some(&format!("stopping failed: {e}")))?;
+            return Err(ApiError::from(e));
+        }
+    }
+    let sb = find_sandbox(&s, &id)?;
+    sandbox_view(&s, sb)
+}
+
+/// Starts a stopped (or failed) sandbox again on its kept filesystem.
+pub async fn start_sandbox(app: &Arc<App>, key: &str) -> Result<Sandbox, ApiError> {
+    let spec = {
+        let s = app.store.lock().unwrap();
+        let sb = find_sandbox(&s, key)?;
+        match sb.state.as_str() {
+            "running" => return sandbox_view(&s, sb),
+            "stopped" | "failed" => {}
+            other => return Err(ApiError::conflict(format!("sandbox `{}` is {other}: retry when that finishes", sb.name))),
+        }
+        let mut spec = sandbox_spec(&s, &sb)?;
+        spec.running = true;
+        spec
+    };
+    let node = app.node.clone();
+    let spec2 = spec.clone();
+    let r = blocking(move || node.ensure_sandbox(&spec2)).await?;
+    let s = app.store.lock().unwrap();
+    match r {
+        Ok(()) => s.set_sandbox_state(&spec.id, "running", None)?,
+        Err(e) => {
+            s.set_sandbox_state(&spec.id, "failed", Some(&format!("starting failed: {e}")))?;
+            return Err(ApiError::from(e));
+        }
+    }
+    let sb = find_sandbox(&s, &spec.id)?;
+    sandbox_view(&s, sb)
+}
+
+pub async fn logs(app: &Arc<App>, key: &str, lines: usize) -> Result<String, ApiError> {
+    let id = find_sandbox(&app.store.lock().unwrap(), key)?.id;
+    let node = app.node.clone();
+    blocking(move || node.console(&id, lines)).await
+}
+
+pub async fn metrics(app: &Arc<App>, key: &str) -> Result<shoal_api::SandboxMetrics, ApiError> {
+    let spec = {
+        let s = app.store.lock().unwrap();
+        let sb = find_sandbox(&s, key)?;
+        sandbox_spec(&s, &sb)?
+    };
+    let node = app.node.clone();
+    let m = blocking(move || node.metrics(&spec.id, &spec.nics)).await?;
+    Ok(shoal_api::SandboxMetrics {
+        cpu_usage_ns: m.cpu_usage_ns,
+        memory_bytes: m.memory_bytes,
+        memory_limit_bytes: m.memory_limit_bytes,
+        pids: m.pids,
+        disk_bytes: m.disk_bytes,
+        interfaces: m
+            .interfaces
+            .into_iter()
+            .map(|i| shoal_api::InterfaceMetrics { ifname: i.ifname, network_id: i.network_id, rx_bytes: i.rx_bytes, tx_bytes: i.tx_bytes, rx_packets: i.rx_packets, tx_packets: i.tx_packets })
+            .collect(),
+    })
+}
+
+/// Deletes or stops sandboxes whose lifetime ended; the server runs this every second.
+pub async fn reap_expired(app: &Arc<App>) -> Result<(), ApiError> {
+    let expired = app.store.lock().unwrap().expired(crate::time::now_ms())?;
+    for sb in expired {
+        tracing::info!(sandbox = %sb.id, action = ?sb.on_timeout, "sandbox timeout reached");
+        let r = if sb.on_timeout.as_deref() == Some("stop") {
+            app.store.lock().unwrap().set_expiry(&sb.id, None)?;
+            stop_sandbox(app, &sb.id).await.map(|_| ())
+        } else {
+            delete_sandbox(app, &sb.id).await
+        };
+        if let Err(e) = r {
+            tracing::error!(sandbox = %sb.id, "acting on its timeout: {}", e.message);
+        }
+    }
+    Ok(())
+}
+
 pub async fn delete_sandbox(app: &Arc<App>, key: &str) -> Result<(), ApiError> {
     let spec = {
         let s = app.store.lock().unwrap();
@@ -472,7 +615,9 @@ pub async fn converge_on_start(app: &Arc<App>) -> Result<(), ApiError> {
     let results = blocking(move || node.converge(&specs, &networks)).await?;
     let s = app.store.lock().unwrap();
     for (id, r) in results {
+        let stopped = s.sandbox(&id)?.is_some_and(|sb| sb.state == "stopped");
         match r {
+            Ok(()) if stopped => {}
             Ok(()) => s.set_sandbox_state(&id, "running", None)?,
             Err(e) => {
                 tracing::error!(sandbox = %id, "could not re-adopt: {e}");

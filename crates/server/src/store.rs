@@ -32,6 +32,9 @@ pub struct SandboxRow {
     pub state_reason: Option<String>,
     pub env: BTreeMap<String, String>,
     pub created_at: String,
+    /// Unix milliseconds.
+    pub expires_at_ms: Option<i64>,
+    pub on_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -78,6 +81,9 @@ const MIGRATIONS: &[&str] = &[
     );",
     // 2: when each member joined its network.
     "ALTER TABLE nics ADD COLUMN joined_at TEXT NOT NULL DEFAULT '';",
+    // 3: sandbox lifetimes.
+    "ALTER TABLE sandboxes ADD COLUMN expires_at_ms INTEGER;
+     ALTER TABLE sandboxes ADD COLUMN on_timeout TEXT;",
 ];
 
 pub struct Store {
@@ -171,7 +177,7 @@ impl Store {
 
     pub fn sandboxes(&self) -> Result<Vec<SandboxRow>, StoreError> {
         let mut st = self.conn.prepare(
-            "SELECT id, name, shape, rootfs, state, state_reason, env, created_at FROM sandboxes ORDER BY created_at, name",
+            "SELECT id, name, shape, rootfs, state, state_reason, env, created_at, expires_at_ms, on_timeout FROM sandboxes ORDER BY created_at, name",
         )?;
         let rows = st.query_map([], sandbox_row)?.collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
@@ -181,7 +187,7 @@ impl Store {
         Ok(self
             .conn
             .query_row(
-                "SELECT id, name, shape, rootfs, state, state_reason, env, created_at FROM sandboxes WHERE id = ?1 OR name = ?1",
+                "SELECT id, name, shape, rootfs, state, state_reason, env, created_at, expires_at_ms, on_timeout FROM sandboxes WHERE id = ?1 OR name = ?1",
                 [key],
                 sandbox_row,
             )
@@ -191,6 +197,16 @@ impl Store {
     pub fn set_sandbox_state(&self, id: &str, state: &str, reason: Option<&str>) -> Result<(), StoreError> {
         self.conn.execute("UPDATE sandboxes SET state = ?2, state_reason = ?3 WHERE id = ?1", params![id, state, reason])?;
         Ok(())
+    }
+
+    pub fn set_expiry(&self, id: &str, expires_at_ms: Option<i64>) -> Result<(), StoreError> {
+        self.conn.execute("UPDATE sandboxes SET expires_at_ms = ?2 WHERE id = ?1", params![id, expires_at_ms])?;
+        Ok(())
+    }
+
+    /// Running sandboxes whose lifetime ended at or before `now_ms`.
+    pub fn expired(&self, now_ms: i64) -> Result<Vec<SandboxRow>, StoreError> {
+        Ok(self.sandboxes()?.into_iter().filter(|s| s.state == "running" && s.expires_at_ms.is_some_and(|t| t <= now_ms)).collect())
     }
 
     pub fn delete_sandbox(&self, id: &str) -> Result<(), StoreError> {
@@ -215,8 +231,8 @@ impl Store {
 /// Inserts a sandbox and its NICs (inside the caller's transaction).
 pub fn insert_sandbox(tx: &Transaction<'_>, s: &SandboxRow, nics: &[NicRow]) -> Result<(), StoreError> {
     tx.execute(
-        "INSERT INTO sandboxes (id, name, shape, rootfs, state, state_reason, env, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![s.id, s.name, s.shape, s.rootfs, s.state, s.state_reason, serde_json::to_string(&s.env).unwrap(), s.created_at],
+        "INSERT INTO sandboxes (id, name, shape, rootfs, state, state_reason, env, created_at, expires_at_ms, on_timeout) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![s.id, s.name, s.shape, s.rootfs, s.state, s.state_reason, serde_json::to_string(&s.env).unwrap(), s.created_at, s.expires_at_ms, s.on_timeout],
     )?;
     for n in nics {
         insert_nic(tx, n)?;
@@ -258,6 +274,8 @@ fn sandbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SandboxRow> {
         state_reason: r.get(5)?,
         env: serde_json::from_str(&env).unwrap_or_default(),
         created_at: r.get(7)?,
+        expires_at_ms: r.get(8)?,
+        on_timeout: r.get(9)?,
     })
 }
 
@@ -281,6 +299,8 @@ mod tests {
             state_reason: None,
             env: BTreeMap::from([("K".into(), "V".into())]),
             created_at: "t".into(),
+            expires_at_ms: Some(5),
+            on_timeout: Some("stop".into()),
         };
         let nic = NicRow { sandbox_id: sb.id.clone(), network_id: net.id.clone(), idx: 0, ip: "10.210.0.2".into(), mac: "m".into(), joined_at: "t".into() };
         let tx = s.transaction().unwrap();

@@ -103,3 +103,73 @@ fn shape_limits_are_enforced() {
     assert_eq!(code, 137, "a 400 MiB allocation in a 256 MiB sandbox must be OOM-killed");
     assert_eq!(h.sh_ok("small", "echo alive").trim(), "alive");
 }
+
+#[test]
+#[ignore = "needs root, runc and nftables: run scripts/test.sh"]
+fn stop_start_keeps_the_filesystem_and_exec_on_stopped_is_409() {
+    let h = Host::start();
+    h.ok(&["network", "create", "n1"]);
+    h.sandbox("a", "busybox:1", &["n1"]);
+    h.sandbox("b", "busybox:1", &["n1"]);
+    let ip_a = h.member_ip("n1", "a");
+    h.sh_ok("a", "echo kept > /root/file");
+    let s = h.json(&["sandbox", "stop", "a"]);
+    assert_eq!(s["state"], "stopped");
+    let (st, r) = h.http("POST", "/v1/sandboxes/a/exec", Some(r#"{"cmd":"true"}"#));
+    assert_eq!(st, 409, "{r}");
+    assert!(r["error"]["message"].as_str().unwrap().contains("stopped"), "{r}");
+    assert_ne!(h.sh("b", &format!("ping -c 1 -W 1 {ip_a}")).0, 0, "a stopped sandbox does not answer");
+    // Its address stays reserved while stopped.
+    assert_eq!(h.member_ip("n1", "a"), ip_a);
+    let s = h.json(&["sandbox", "start", "a"]);
+    assert_eq!(s["state"], "running");
+    assert_eq!(h.sh_ok("a", "cat /root/file").trim(), "kept");
+    h.sh_ok("b", &format!("ping -c 1 -W 2 {ip_a}"));
+    // The console shows the agent's start-up lines of both runs.
+    let log = h.json(&["logs", "a"]);
+    assert!(log["log"].as_str().unwrap().matches("listening on").count() >= 2, "{log}");
+    // Metrics from the cgroups and the port.
+    h.sh_ok("a", "dd if=/dev/zero of=/root/blob bs=1M count=3 2>/dev/null");
+    let m = h.json(&["sandbox", "metrics", "a"]);
+    assert!(m["memory_bytes"].as_u64().unwrap() > 0, "{m}");
+    assert!(m["pids"].as_u64().unwrap() >= 1, "{m}");
+    assert!(m["disk_bytes"].as_u64().unwrap() >= 3 << 20, "{m}");
+    assert_eq!(m["interfaces"][0]["ifname"], "eth0");
+    assert!(m["interfaces"][0]["rx_bytes"].as_u64().unwrap() > 0, "{m}");
+    // Stop survives a restart of shoal up: still stopped, not resurrected.
+    h.json(&["sandbox", "stop", "a"]);
+}
+
+#[test]
+#[ignore = "needs root, runc and nftables: run scripts/test.sh"]
+fn timeouts_delete_or_stop_and_can_be_extended() {
+    let h = Host::start();
+    let s = h.json(&["sandbox", "create", "--name", "short", "--rootfs", "busybox:1", "--timeout", "2"]);
+    assert!(s["expires_at"].as_str().is_some(), "{s}");
+    h.json(&["sandbox", "create", "--name", "pause", "--rootfs", "busybox:1", "--timeout", "2", "--on-timeout", "stop"]);
+    h.json(&["sandbox", "create", "--name", "extended", "--rootfs", "busybox:1", "--timeout", "2"]);
+    h.json(&["sandbox", "timeout", "extended", "600"]);
+    eventually("short to be deleted", Duration::from_secs(10), || h.http("GET", "/v1/sandboxes/short", None).0 == 404);
+    eventually("pause to be stopped", Duration::from_secs(10), || h.json(&["sandbox", "get", "pause"])["state"] == "stopped");
+    assert_eq!(h.json(&["sandbox", "get", "extended"])["state"], "running");
+    let (st, r) = h.http("POST", "/v1/sandboxes", Some(r#"{"rootfs":"busybox:1","timeout_secs":0}"#));
+    assert_eq!(st, 422, "{r}");
+    let (st, r) = h.http("POST", "/v1/sandboxes", Some(r#"{"rootfs":"busybox:1","timeout_secs":5,"on_timeout":"explode"}"#));
+    assert_eq!(st, 422, "{r}");
+}
+
+#[test]
+#[ignore = "needs root, runc and nftables: run scripts/test.sh"]
+fn a_fork_bomb_is_bounded_by_the_pids_limit() {
+    let h = Host::start();
+    h.json(&["sandbox", "create", "--name", "bomb", "--rootfs", "busybox:1", "--shape", "s-1vcpu-256mb"]);
+    h.json(&["sandbox", "create", "--name", "bystander", "--rootfs", "busybox:1"]);
+    // A classic bomb, cut off by the command timeout; the pids cgroup stops it at 512.
+    let (code, _, _) = h.sh("bomb", "timeout -s KILL 5 sh -c 'b() { b | b & }; b' ; echo done");
+    let _ = code;
+    let id = h.json(&["sandbox", "get", "bomb"])["id"].as_str().unwrap().to_string();
+    let max = std::fs::read_to_string(format!("/sys/fs/cgroup/pids/shoal/{id}/pids.max")).unwrap();
+    assert_eq!(max.trim(), "512");
+    assert_eq!(h.sh_ok("bystander", "echo fine").trim(), "fine", "other sandboxes keep working");
+    h.ok(&["sandbox", "rm", "bomb"]);
+}

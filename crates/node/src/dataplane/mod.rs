@@ -76,8 +76,33 @@ pub fn ensure_bridge(bridge: &str) -> Result<(), CmdError> {
     Ok(())
 }
 
+pub fn set_link_down(name: &str) -> Result<(), CmdError> {
+    run_idempotent("ip", &["link", "set", "dev", name, "down"])
+}
+
 pub fn delete_link(name: &str) -> Result<(), CmdError> {
     run_idempotent("ip", &["link", "del", "dev", name])
+}
+
+/// Packet and byte counters of a host link.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LinkCounters {
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+}
+
+pub fn link_counters(name: &str) -> Option<LinkCounters> {
+    let out = run("ip", &["-s", "-j", "link", "show", "dev", name]).ok()?;
+    parse_link_counters(&out)
+}
+
+fn parse_link_counters(json: &str) -> Option<LinkCounters> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    let s = &v.get(0)?["stats64"];
+    let n = |dir: &str, what: &str| s[dir][what].as_u64().unwrap_or(0);
+    Some(LinkCounters { rx_bytes: n("rx", "bytes"), tx_bytes: n("tx", "bytes"), rx_packets: n("rx", "packets"), tx_packets: n("tx", "packets") })
 }
 
 /// Names of the ports currently enslaved to a bridge.
@@ -87,6 +112,13 @@ pub fn bridge_ports(bridge: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn counters_from_ip_json() {
+        let out = r#"[{"ifname":"shv","stats64":{"rx":{"bytes":10,"packets":2},"tx":{"bytes":30,"packets":4}}}]"#;
+        let c = super::parse_link_counters(out).unwrap();
+        assert_eq!((c.rx_bytes, c.tx_bytes, c.rx_packets, c.tx_packets), (10, 30, 2, 4));
+    }
+
     #[test]
     fn link_names_from_ip_output() {
         let out = "1: lo: <LOOPBACK,UP> mtu 65536 qdisc noqueue\n7: shv0123456789a00@if6: <BROADCAST> mtu 1450 master shb-x\n";

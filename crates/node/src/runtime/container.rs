@@ -164,6 +164,11 @@ impl OciRuntime {
         Ok(())
     }
 
+    /// Sends a signal to the container's PID 1.
+    pub fn kill(&self, id: &str, signal: &str) -> Result<(), CmdError> {
+        self.run(&["kill", id, signal]).map(|_| ())
+    }
+
     /// Kills and removes the container; succeeds when it does not exist.
     pub fn delete(&self, id: &str) -> Result<(), CmdError> {
         let mut all = self.base_args();
