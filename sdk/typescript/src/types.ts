@@ -1,0 +1,142 @@
+/**
+ * Request and response bodies of the Shoal HTTP API v1 (mirrors `crates/api/src/types.rs`).
+ *
+ * Objects that the API returns keep the API's own snake_case field names (`sandbox_id`,
+ * `created_at`, …), so what you read here is exactly what `docs/api.md` and `curl` show.
+ * @module
+ */
+
+/** The body of every error answer. */
+export interface ErrorBody {
+  error: {
+    /** Stable, machine-readable: `not_found`, `conflict`, `invalid_argument`, `unauthorized`, … */
+    code: string;
+    /** What went wrong and what to do about it. */
+    message: string;
+  };
+}
+
+export interface NetworkCreate {
+  /** 1-63 lower-case letters, digits and `-`; the prefixes `sbx-` and `net-` are reserved. */
+  name: string;
+  /** IPv4 block (/16../29); taken from the server's address pool when absent. */
+  cidr?: string;
+}
+
+export interface Network {
+  /** `net-…` */
+  id: string;
+  name: string;
+  cidr: string;
+  /** RFC 3339 timestamp. */
+  created_at: string;
+  members: Member[];
+}
+
+/** One sandbox's place on one network. */
+export interface Member {
+  sandbox_id: string;
+  sandbox_name: string;
+  ip: string;
+  mac: string;
+  /** `<sandbox-name>.<network-name>.internal`, resolvable by the network's members. */
+  dns_name: string;
+  /** The sandbox's state (`running`, `failed`, …). */
+  state: string;
+  joined_at: string;
+}
+
+/** A network named by id or by name. */
+export type NetworkRef = { id: string; name?: never } | { name: string; id?: never };
+
+export interface SandboxCreate {
+  /** Generated (`sandbox-…`) when absent. Same rules as network names. */
+  name?: string;
+  /** Defaults to `s-1vcpu-1gb` on the server; `client.shapes()` lists them. */
+  shape?: string;
+  /** Image reference `NAME:TAG`, e.g. `devbox:1`; `client.images()` lists them. */
+  rootfs: string;
+  /** Networks to join at create time, in order: the first becomes `eth0`. */
+  networks?: NetworkRef[];
+  /** Environment variables of every command run in the sandbox. */
+  env?: Record<string, string>;
+  /** Lifetime in seconds; at expiry the sandbox is deleted (or stopped, see `on_timeout`). Newer servers only. */
+  timeout_secs?: number;
+  /** `delete` (default) or `stop`. Newer servers only. */
+  on_timeout?: "delete" | "stop" | (string & {});
+}
+
+export type SandboxState = "creating" | "running" | "stopping" | "stopped" | "failed" | "deleting" | (string & {});
+
+/** A sandbox as the API describes it (the data fields of {@link Sandbox}). */
+export interface SandboxData {
+  /** `sbx-…` */
+  id: string;
+  name: string;
+  shape: string;
+  rootfs: string;
+  state: SandboxState;
+  /** Why the sandbox is `failed`, when it is. */
+  state_reason?: string;
+  /** `container` or `microvm`. */
+  runtime: string;
+  networks: Nic[];
+  env: Record<string, string>;
+  created_at: string;
+  /** When the sandbox expires (RFC 3339), if it has a timeout. Newer servers only. */
+  expires_at?: string;
+  /** What happens at expiry: `delete` or `stop`. Newer servers only. */
+  on_timeout?: string;
+}
+
+/** One interface of a sandbox on one network. */
+export interface Nic {
+  network_id: string;
+  network_name: string;
+  /** Name inside the sandbox: `eth0`, `eth1`, … in join order. */
+  ifname: string;
+  ip: string;
+  mac: string;
+}
+
+/** The wire form of an exec request (`POST /v1/sandboxes/{id}/exec`). */
+export interface ExecRequest {
+  cmd: string;
+  args?: string[];
+  env?: Record<string, string>;
+  cwd?: string;
+  /** UTF-8 text written to the command's stdin, then stdin is closed. */
+  stdin?: string;
+  /** The command's process group is killed after this long (server default 60 s, max 1 h). */
+  timeout_ms?: number;
+}
+
+/** The wire form of an exec answer. */
+export interface ExecResponse {
+  exit_code: number;
+  stdout: string;
+  stderr: string;
+  duration_ms: number;
+  timed_out: boolean;
+}
+
+export interface Shape {
+  name: string;
+  vcpus: number;
+  memory_mb: number;
+  pids_limit: number;
+}
+
+export interface Image {
+  /** `NAME:TAG` */
+  reference: string;
+  size_bytes: number;
+  created_at: string;
+  /** How it was made: `busybox-static`, `debootstrap bookworm +pkgs`, `import file.tar`. */
+  source: string;
+}
+
+export interface Health {
+  status: string;
+  version: string;
+}
