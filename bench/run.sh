@@ -6,12 +6,11 @@
 # What it does:
 #   1. builds shoal + shoal-agent with scripts/build.sh if a binary is missing or older than
 #      the sources (set SHOAL_BENCH_NO_BUILD=1 to skip the check and use what is there);
-#   2. re-executes itself in a private network namespace (unshare --net): Shoal's bridges,
-#      veth ports and its nftables table (`bridge shoal`) are host-global objects, and a node
-#      start or `shoal node purge` rebuilds/removes all of them, so running in the host
-#      namespace would tear down the dataplane of any other Shoal on this machine (and theirs
-#      ours). The API still listens on 127.0.0.1:7290 - that namespace's loopback - so no
-#      traffic ever leaves loopback;
+#   2. re-executes itself in a private network namespace (unshare --net): Shoal runs one node
+#      per network namespace (its bridges, veth ports and nftables table `bridge shoal` belong
+#      to the namespace, and a node start or `shoal node purge` converges all of them), so in
+#      the host namespace it would clash with any other Shoal on this machine. The API still
+#      listens on 127.0.0.1:7290 - that namespace's loopback - so no traffic leaves loopback;
 #   3. starts `shoal up` on a fresh temporary data dir, runs bench/create_exec.py against it,
 #      stops Shoal and runs `shoal node purge` on the data dir; the trap does the same
 #      (plus the runc baseline containers and the temp dir) on error, Ctrl-C or SIGTERM.
@@ -60,6 +59,8 @@ shift  # --in-netns
 
 # ---------------------------------------------------------------- inner part (private netns)
 ip link set lo up
+# Shoal's one-node-per-network-namespace lock for this (private, short-lived) namespace.
+NETNS_LOCK="/run/shoal/netns-$(stat -L -c %i /proc/self/ns/net).lock"
 
 TMP="$(mktemp -d /tmp/shoal-bench.XXXXXX)"
 DATA="$TMP/data"
@@ -115,7 +116,15 @@ cleanup() {
   # Every host object of this data dir: containers, netns, overlay mounts, ports, bridges,
   # nftables table (of this private namespace).
   if [[ -d "$DATA" ]]; then
-    "$SHOAL" node purge --data-dir "$DATA" --yes >>"$SHOAL_LOG" 2>&1 || log "shoal node purge failed (see output above)"
+    if ! "$SHOAL" node purge --data-dir "$DATA" --yes >>"$SHOAL_LOG" 2>&1; then
+      log "shoal node purge of $DATA failed:"
+      tail -n 5 "$SHOAL_LOG" >&2
+      [[ $rc -eq 0 ]] && rc=1
+    fi
+  fi
+  # Our namespace dies with us, so its node lock file would only pile up in /run/shoal.
+  if [[ -f "$NETNS_LOCK" ]] && flock -n "$NETNS_LOCK" true; then
+    rm -f "$NETNS_LOCK"
   fi
   # Never rm -rf through a mount: unmount anything still mounted below the temp dir first.
   grep -F " $TMP/" /proc/self/mounts | awk '{print $2}' | sort -r | while read -r m; do
