@@ -19,3 +19,6 @@ done
 echo "==> unit and end-to-end tests"
 # Two at a time: each end-to-end test runs its own `shoal up` in its own namespace.
 cargo nextest run --release --locked --workspace --run-ignored all --test-threads 2 --no-fail-fast "$@"
+
+echo "==> TypeScript SDK tests (node --test against a real shoal up)"
+(cd sdk/typescript && npm ci --no-audit --no-fund --loglevel=error && npm test)

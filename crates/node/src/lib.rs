@@ -189,7 +189,9 @@ impl Node {
             if socket.exists() && agent_client::ping(&socket).is_ok() {
                 return Ok(());
             }
-            let stopped = matches!(self.oci.status(id).as_deref(), Some("stopped") | None);
+            // Asking the runtime costs a process spawn: only once the agent is late.
+            let late = start.elapsed() > Duration::from_millis(200);
+            let stopped = late && matches!(self.oci.status(id).as_deref(), Some("stopped") | None);
             if stopped || start.elapsed() > READY_TIMEOUT {
                 let console = tail(&dirs.console_log(), 20);
                 return Err(NodeError::NotReady { id: id.to_string(), secs: start.elapsed().as_secs(), console });
