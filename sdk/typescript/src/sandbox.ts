@@ -1,6 +1,6 @@
 import type { Transport } from "./transport.js";
 import { seg } from "./transport.js";
-import type { ExecRequest, ExecResponse, NetworkRef, Nic, SandboxData, SandboxState } from "./types.js";
+import type { ExecRequest, ExecResponse, NetworkRef, Nic, SandboxData, SandboxMetrics, SandboxState } from "./types.js";
 
 /** Server-side default of `timeout_ms` for a command. */
 const DEFAULT_EXEC_TIMEOUT_MS = 60_000;
@@ -109,6 +109,31 @@ export class Sandbox implements SandboxData {
     const key = typeof network === "string" ? network : (network.id ?? network.name);
     const data = await this.#t.call<SandboxData>("DELETE", this.#path(`/networks/${seg(key as string, "network")}`));
     return this.#set(data);
+  }
+
+  /** Stops the sandbox's processes, keeping its filesystem and addresses; returns `this`, updated. */
+  async stop(): Promise<this> {
+    return this.#set(await this.#t.call<SandboxData>("POST", this.#path("/stop")));
+  }
+
+  /** Starts a stopped sandbox again on its kept filesystem; returns `this`, updated. */
+  async start(): Promise<this> {
+    return this.#set(await this.#t.call<SandboxData>("POST", this.#path("/start")));
+  }
+
+  /** Makes the sandbox expire `seconds` from now (extends or shortens its lifetime). */
+  async setTimeout(seconds: number): Promise<this> {
+    return this.#set(await this.#t.call<SandboxData>("POST", this.#path("/timeout"), { body: { timeout_secs: seconds } }));
+  }
+
+  /** The last `tail` lines of the sandbox's console (its PID 1's output). */
+  async logs(tail = 200): Promise<string> {
+    return (await this.#t.call<{ log: string }>("GET", this.#path(`/logs?tail=${tail}`))).log;
+  }
+
+  /** CPU, memory, processes, disk and per-interface traffic. */
+  async metrics(): Promise<SandboxMetrics> {
+    return this.#t.call<SandboxMetrics>("GET", this.#path("/metrics"));
   }
 
   /** Reloads the fields from the server; returns `this`. */

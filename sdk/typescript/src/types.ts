@@ -140,3 +140,13 @@ export interface Health {
   status: string;
   version: string;
 }
+
+/** `GET /v1/sandboxes/{id}/metrics` */
+export interface SandboxMetrics {
+  cpu_usage_ns: number | null;
+  memory_bytes: number | null;
+  memory_limit_bytes: number | null;
+  pids: number | null;
+  disk_bytes: number;
+  interfaces: { ifname: string; network_id: string; rx_bytes: number; tx_bytes: number; rx_packets: number; tx_packets: number }[];
+}

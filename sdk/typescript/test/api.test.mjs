@@ -118,6 +118,20 @@ describe("against a real Shoal", () => {
     assert.deepEqual(JSON.parse(JSON.stringify(sb)), byId.toJSON());
   });
 
+  test("stop, start, setTimeout, logs, metrics", async () => {
+    await sb.runCommand("sh", ["-c", "echo kept > /root/file"]);
+    assert.equal((await sb.stop()).state, "stopped");
+    await assert.rejects(sb.runCommand("true"), (e) => e instanceof ConflictError && /stopped/.test(e.message));
+    assert.equal((await sb.start()).state, "running");
+    assert.equal((await sb.runCommand("cat", ["/root/file"])).stdout.trim(), "kept");
+    await sb.setTimeout(3600);
+    assert.ok(sb.expires_at && Date.parse(sb.expires_at) > Date.now() + 3000 * 1000, sb.expires_at);
+    assert.match(await sb.logs(), /listening on/);
+    const m = await sb.metrics();
+    assert.ok(m.memory_bytes > 0 && m.pids >= 1, JSON.stringify(m));
+    assert.equal(m.interfaces[0].ifname, "eth0");
+  });
+
   test("members; a network with members cannot be deleted without force (409)", async () => {
     const [m] = await client.networks.members("ts-net-a");
     assert.equal(m.sandbox_id, sb.id);
