@@ -22,3 +22,6 @@ cargo nextest run --release --locked --workspace --run-ignored all --test-thread
 
 echo "==> TypeScript SDK tests (node --test against a real shoal up)"
 (cd sdk/typescript && npm ci --no-audit --no-fund --loglevel=error && npm test)
+
+echo "==> Python SDK tests (pytest against a real shoal up)"
+bash sdk/python/tests/run.sh

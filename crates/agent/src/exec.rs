@@ -18,9 +18,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use shoal_agent_proto::{ExecRequest, ExecResult, MAX_OUTPUT_BYTES};
+use shoal_agent_proto::{ExecRequest, ExecResult, PtySize, MAX_OUTPUT_BYTES};
 
-use crate::reaper;
+use crate::error::{AgentError, AgentResult};
+use crate::{pty, reaper};
 
 /// Environment every command starts from (before the agent's own env and the request's).
 const BASE_ENV: &[(&str, &str)] = &[
@@ -34,9 +35,9 @@ const BASE_ENV: &[(&str, &str)] = &[
 
 /// Once the command itself has exited, how long we keep reading output. Background children
 /// (`sleep 1000 &`) inherit stdout and may hold it open forever; we must not wait for them.
-const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(100);
+pub const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(100);
 
-const READ_CHUNK: usize = 128 * 1024;
+pub const READ_CHUNK: usize = 128 * 1024;
 
 pub type Env = BTreeMap<OsString, OsString>;
 
@@ -58,30 +59,79 @@ fn base_env_from(own: impl IntoIterator<Item = (OsString, OsString)>) -> Env {
 
 /// Run `req`. `Err` is a request-level failure (bad cwd, bad env, fork failed) that becomes a
 /// `Response::Error`; anything the command itself does (including not existing) is an `Ok`.
-pub fn run(req: &ExecRequest, base_env: &Env) -> Result<ExecResult, String> {
+pub fn run(req: &ExecRequest, base_env: &Env) -> AgentResult<ExecResult> {
     run_capped(req, base_env, MAX_OUTPUT_BYTES)
 }
 
 /// `run` with the per-stream output cap as a parameter (tests use a small one).
-pub fn run_capped(req: &ExecRequest, base_env: &Env, cap: usize) -> Result<ExecResult, String> {
-    if req.cmd.is_empty() {
-        return Err("empty command".into());
+pub fn run_capped(req: &ExecRequest, base_env: &Env, cap: usize) -> AgentResult<ExecResult> {
+    let cmd = match prepare(&req.cmd, &req.args, &req.env, req.cwd.as_deref(), base_env)? {
+        Prepared::Ready(cmd) => cmd,
+        Prepared::NotRunnable { exit_code, message } => {
+            return Ok(failed(exit_code, message));
+        }
+    };
+    let stdio = Stdio::Pipes {
+        stdin: req.stdin.is_some(),
+    };
+    let child = match spawn(&cmd, stdio)? {
+        Spawned::Running(child) => child,
+        Spawned::NotRunnable { exit_code, message } => return Ok(failed(exit_code, message)),
+    };
+    Ok(child.supervise(
+        req.stdin.as_deref().unwrap_or_default(),
+        req.timeout_ms.map(Duration::from_millis),
+        cap,
+    ))
+}
+
+/// A command ready to be forked: everything as C strings, so the child never allocates.
+pub struct Command {
+    /// The name as requested (for messages).
+    pub name: String,
+    path: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    cwd: Option<CString>,
+    cwd_str: Option<String>,
+}
+
+pub enum Prepared {
+    Ready(Command),
+    /// Shell convention: 127 = not found, 126 = found but cannot be executed. `message` is
+    /// what a shell would print on stderr.
+    NotRunnable { exit_code: i32, message: String },
+}
+
+/// Check and convert a command. `Err` is a request-level failure (empty command, bad cwd, bad
+/// env name, NUL bytes); a command that is not found is `Ok(NotRunnable)` like in a shell.
+pub fn prepare(
+    cmd: &str,
+    args: &[String],
+    req_env: &BTreeMap<String, String>,
+    cwd: Option<&str>,
+    base_env: &Env,
+) -> AgentResult<Prepared> {
+    if cmd.is_empty() {
+        return Err(AgentError::invalid("empty command"));
     }
     // Checked up front so a typo'd cwd is a clear error, not an exit code.
-    if let Some(cwd) = &req.cwd {
+    if let Some(cwd) = cwd {
         let p = Path::new(cwd);
         if !p.exists() {
-            return Err(format!("cwd {cwd} does not exist"));
+            return Err(AgentError::invalid(format!("cwd {cwd} does not exist")));
         }
         if !p.is_dir() {
-            return Err(format!("cwd {cwd} is not a directory"));
+            return Err(AgentError::invalid(format!("cwd {cwd} is not a directory")));
         }
     }
 
     let mut env = base_env.clone();
-    for (k, v) in &req.env {
+    for (k, v) in req_env {
         if k.is_empty() || k.contains('=') {
-            return Err(format!("invalid environment variable name {k:?}"));
+            return Err(AgentError::invalid(format!(
+                "invalid environment variable name {k:?}"
+            )));
         }
         env.insert(k.into(), v.into());
     }
@@ -90,70 +140,42 @@ pub fn run_capped(req: &ExecRequest, base_env: &Env, cap: usize) -> Result<ExecR
     // A command that is not found behaves like it does in a shell: exit code 127 and a
     // message on stderr, rather than an error response, so callers handle it like any
     // other failing command.
-    let Some(program) = resolve(&req.cmd, env.get(OsStr::new("PATH")), req.cwd.as_deref()) else {
-        return Ok(failed(
-            127,
-            format!("shoal-agent: command not found: {}\n", req.cmd),
-        ));
+    let Some(program) = resolve(cmd, env.get(OsStr::new("PATH")), cwd) else {
+        return Ok(Prepared::NotRunnable {
+            exit_code: 127,
+            message: format!("shoal-agent: command not found: {cmd}\n"),
+        });
     };
 
     let cstr = |what: &str, b: &[u8]| {
         CString::new(b).map_err(|_| {
-            format!(
+            AgentError::invalid(format!(
                 "{what} contains a NUL byte: {:?}",
                 String::from_utf8_lossy(b)
-            )
+            ))
         })
     };
-    let path_c = cstr("command", program.as_os_str().as_bytes())?;
-    let mut argv_c = vec![cstr("command", req.cmd.as_bytes())?];
-    for a in &req.args {
-        argv_c.push(cstr("argument", a.as_bytes())?);
+    let path = cstr("command", program.as_os_str().as_bytes())?;
+    let mut argv = vec![cstr("command", cmd.as_bytes())?];
+    for a in args {
+        argv.push(cstr("argument", a.as_bytes())?);
     }
-    let mut envp_c = Vec::with_capacity(env.len());
+    let mut envp = Vec::with_capacity(env.len());
     for (k, v) in &env {
         let mut kv = k.clone().into_vec();
         kv.push(b'=');
         kv.extend_from_slice(v.as_bytes());
-        envp_c.push(cstr("environment", &kv)?);
+        envp.push(cstr("environment", &kv)?);
     }
-    let cwd_c = req
-        .cwd
-        .as_deref()
-        .map(|c| cstr("cwd", c.as_bytes()))
-        .transpose()?;
-
-    let spawned = spawn(
-        &path_c,
-        &argv_c,
-        &envp_c,
-        cwd_c.as_deref(),
-        req.stdin.is_some(),
-    )
-    .map_err(|e| format!("cannot start {}: {e}", req.cmd))?;
-    let child = match spawned {
-        Spawned::Running(child) => child,
-        Spawned::ChdirFailed(e) => {
-            return Err(format!(
-                "cannot chdir to {}: {e}",
-                req.cwd.as_deref().unwrap_or("")
-            ))
-        }
-        // Shell convention: 127 = not found, 126 = found but cannot be executed.
-        Spawned::ExecFailed(e) => {
-            let code = if e.kind() == io::ErrorKind::NotFound {
-                127
-            } else {
-                126
-            };
-            return Ok(failed(code, format!("shoal-agent: {}: {e}\n", req.cmd)));
-        }
-    };
-    Ok(child.supervise(
-        req.stdin.as_deref().unwrap_or_default(),
-        req.timeout_ms.map(Duration::from_millis),
-        cap,
-    ))
+    let cwd_c = cwd.map(|c| cstr("cwd", c.as_bytes())).transpose()?;
+    Ok(Prepared::Ready(Command {
+        name: cmd.to_string(),
+        path,
+        argv,
+        envp,
+        cwd: cwd_c,
+        cwd_str: cwd.map(str::to_string),
+    }))
 }
 
 /// Result for a command that never ran.
@@ -200,49 +222,110 @@ fn resolve(cmd: &str, path: Option<&OsString>, cwd: Option<&str>) -> Option<Path
     non_executable
 }
 
-enum Spawned {
+pub enum Spawned {
     Running(Child),
-    ChdirFailed(io::Error),
-    ExecFailed(io::Error),
+    /// The exec failed (127/126 and a shell-like message for stderr).
+    NotRunnable { exit_code: i32, message: String },
 }
 
-/// A running child and the parent's ends of its pipes.
-struct Child {
-    pid: libc::pid_t,
-    started: Instant,
-    stdin: Option<OwnedFd>,
-    stdout: OwnedFd,
-    stderr: OwnedFd,
+/// How the child's stdin/stdout/stderr are set up.
+#[derive(Clone, Copy)]
+pub enum Stdio {
+    /// Pipes for stdout and stderr; stdin a pipe or /dev/null.
+    Pipes { stdin: bool },
+    /// A new pseudo-terminal as controlling terminal and stdin/stdout/stderr.
+    Pty(PtySize),
+}
+
+/// A running child and the parent's ends of its stdio.
+pub struct Child {
+    pub pid: libc::pid_t,
+    pub started: Instant,
+    /// Write end of the stdin pipe, or a duplicate of the pty master (non-blocking).
+    pub stdin: Option<OwnedFd>,
+    /// Read ends (non-blocking); `None` with a pty.
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+    /// The pty master (non-blocking), which is where the output of a pty process is read.
+    pub pty: Option<OwnedFd>,
     /// Read end of the pipe the reaper writes the wait status to.
-    status: OwnedFd,
+    pub status: OwnedFd,
 }
 
 // What the child reports through the CLOEXEC error pipe before `_exit`ing.
 const STEP_CHDIR: i32 = 1;
 const STEP_EXEC: i32 = 2;
+const STEP_TTY: i32 = 3;
 
-fn spawn(
-    path: &CString,
-    argv: &[CString],
-    envp: &[CString],
-    cwd: Option<&std::ffi::CStr>,
-    with_stdin: bool,
-) -> io::Result<Spawned> {
+/// Fork and exec `cmd`. `Err` is a request-level failure (no fork, no pty, bad cwd).
+pub fn spawn(cmd: &Command, stdio: Stdio) -> AgentResult<Spawned> {
+    let name = &cmd.name;
+    let spawned =
+        spawn_raw(cmd, stdio).map_err(|e| AgentError::io(format!("cannot start {name}"), &e))?;
+    match spawned {
+        RawSpawn::Running(child) => Ok(Spawned::Running(child)),
+        RawSpawn::Failed(STEP_CHDIR, e) => Err(AgentError::io(
+            format!("cannot chdir to {}", cmd.cwd_str.as_deref().unwrap_or("")),
+            &e,
+        )),
+        RawSpawn::Failed(STEP_TTY, e) => Err(AgentError::io(
+            format!("cannot make the pty the controlling terminal of {name}"),
+            &e,
+        )),
+        // Shell convention: 127 = not found, 126 = found but cannot be executed.
+        RawSpawn::Failed(_, e) => Ok(Spawned::NotRunnable {
+            exit_code: if e.kind() == io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            },
+            message: format!("shoal-agent: {name}: {e}\n"),
+        }),
+    }
+}
+
+enum RawSpawn {
+    Running(Child),
+    /// The child reported (step, error) before exec.
+    Failed(i32, io::Error),
+}
+
+fn spawn_raw(cmd: &Command, stdio: Stdio) -> io::Result<RawSpawn> {
     // Everything the child needs is prepared here: after fork it must not allocate.
-    let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    let mut argv_p: Vec<*const libc::c_char> = cmd.argv.iter().map(|a| a.as_ptr()).collect();
     argv_p.push(std::ptr::null());
-    let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
+    let mut envp_p: Vec<*const libc::c_char> = cmd.envp.iter().map(|e| e.as_ptr()).collect();
     envp_p.push(std::ptr::null());
+    let cwd = cmd.cwd.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
 
     // All fds are CLOEXEC so concurrently spawned children never keep our pipes open.
-    let (stdin_r, stdin_w) = if with_stdin {
-        let (r, w) = pipe()?;
-        (r, Some(w))
-    } else {
-        (open_dev_null()?, None)
+    // child_fds: what the child gets as 0, 1, 2; parent: what we keep.
+    let (child_fds, stdin_w, stdout_r, stderr_r, master) = match stdio {
+        Stdio::Pipes { stdin } => {
+            let (stdin_r, stdin_w) = if stdin {
+                let (r, w) = pipe()?;
+                (r, Some(w))
+            } else {
+                (open_dev_null()?, None)
+            };
+            let (stdout_r, stdout_w) = pipe()?;
+            let (stderr_r, stderr_w) = pipe()?;
+            (
+                [stdin_r, stdout_w, stderr_w],
+                stdin_w,
+                Some(stdout_r),
+                Some(stderr_r),
+                None,
+            )
+        }
+        Stdio::Pty(size) => {
+            let (master, slave) = pty::open(size)?;
+            let writer = master.try_clone()?;
+            let child_fds = [slave.try_clone()?, slave.try_clone()?, slave];
+            (child_fds, Some(writer), None, None, Some(master))
+        }
     };
-    let (stdout_r, stdout_w) = pipe()?;
-    let (stderr_r, stderr_w) = pipe()?;
+    let use_pty = master.is_some();
     let (report_r, report_w) = pipe()?;
     let (status_r, status_w) = pipe()?;
 
@@ -255,25 +338,31 @@ fn spawn(
         // Child. Only async-signal-safe calls from here on.
         unsafe {
             exec_child(
-                stdin_r.as_raw_fd(),
-                stdout_w.as_raw_fd(),
-                stderr_w.as_raw_fd(),
+                [
+                    child_fds[0].as_raw_fd(),
+                    child_fds[1].as_raw_fd(),
+                    child_fds[2].as_raw_fd(),
+                ],
+                use_pty,
                 report_w.as_raw_fd(),
-                cwd.map_or(std::ptr::null(), |c| c.as_ptr()),
-                path.as_ptr(),
+                cwd,
+                cmd.path.as_ptr(),
                 argv_p.as_ptr(),
                 envp_p.as_ptr(),
             )
         }
     }
-    // Also set the group from the parent, so a `kill(-pid)` right after this cannot miss a
-    // child that has not run `setpgid` yet (fails harmlessly if the child already exec'd).
-    unsafe { libc::setpgid(pid, pid) };
+    if !use_pty {
+        // Also set the group from the parent, so a `kill(-pid)` right after this cannot miss
+        // a child that has not run `setpgid` yet (fails harmlessly if the child already
+        // exec'd). Not with a pty: the child must not be a group leader before its `setsid`.
+        unsafe { libc::setpgid(pid, pid) };
+    }
     registry.register(pid, status_w);
     let started = Instant::now();
 
-    // Close the child's ends, or we would never see EOF on its output.
-    drop((stdin_r, stdout_w, stderr_w, report_w));
+    // Close the child's ends (with a pty: every slave fd, or we would never see EIO).
+    drop((child_fds, report_w));
 
     // The report pipe closes on a successful exec (CLOEXEC) or carries (step, errno).
     let mut report = [0u8; 8];
@@ -283,40 +372,40 @@ fn spawn(
         reaper::get().unregister(pid);
         let step = i32::from_ne_bytes(report[..4].try_into().unwrap());
         let err = io::Error::from_raw_os_error(i32::from_ne_bytes(report[4..].try_into().unwrap()));
-        return Ok(if step == STEP_CHDIR {
-            Spawned::ChdirFailed(err)
-        } else {
-            Spawned::ExecFailed(err)
-        });
+        return Ok(RawSpawn::Failed(step, err));
     }
 
-    for fd in [&stdout_r, &stderr_r].into_iter().chain(stdin_w.as_ref()) {
+    for fd in [&stdout_r, &stderr_r, &stdin_w, &master].into_iter().flatten() {
         set_nonblocking(fd.as_raw_fd())?;
     }
-    Ok(Spawned::Running(Child {
+    Ok(RawSpawn::Running(Child {
         pid,
         started,
         stdin: stdin_w,
         stdout: stdout_r,
         stderr: stderr_r,
+        pty: master,
         status: status_r,
     }))
 }
 
 /// The forked child: set up and exec, or report why not. Never returns.
-#[allow(clippy::too_many_arguments)]
 unsafe fn exec_child(
-    stdin: RawFd,
-    stdout: RawFd,
-    stderr: RawFd,
+    stdio: [RawFd; 3],
+    use_pty: bool,
     report: RawFd,
     cwd: *const libc::c_char,
     path: *const libc::c_char,
     argv: *const *const libc::c_char,
     envp: *const *const libc::c_char,
 ) -> ! {
-    // Own process group, so a timeout can kill the command and everything it started.
-    libc::setpgid(0, 0);
+    if use_pty {
+        // New session (and process group), so the pty can become its controlling terminal.
+        libc::setsid();
+    } else {
+        // Own process group, so a timeout can kill the command and everything it started.
+        libc::setpgid(0, 0);
+    }
     // Undo what the agent changed for itself: the signal mask and ignored SIGPIPE are
     // inherited across exec (handlers are reset by exec anyway).
     let mut set: libc::sigset_t = std::mem::zeroed();
@@ -325,11 +414,14 @@ unsafe fn exec_child(
     for sig in [libc::SIGPIPE, libc::SIGTERM, libc::SIGINT] {
         libc::signal(sig, libc::SIG_DFL);
     }
-    // fds 0-2 are always open in the agent (main ensures it), so pipe fds are >= 3 and
-    // these dup2s cannot clobber each other. dup2 clears CLOEXEC on the new fd.
-    libc::dup2(stdin, 0);
-    libc::dup2(stdout, 1);
-    libc::dup2(stderr, 2);
+    // fds 0-2 are always open in the agent (main ensures it), so our fds are >= 3 and these
+    // dup2s cannot clobber each other. dup2 clears CLOEXEC on the new fd.
+    for (target, fd) in stdio.into_iter().enumerate() {
+        libc::dup2(fd, target as RawFd);
+    }
+    if use_pty && libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+        child_fail(report, STEP_TTY);
+    }
     if !cwd.is_null() && libc::chdir(cwd) != 0 {
         child_fail(report, STEP_CHDIR);
     }
@@ -354,9 +446,9 @@ struct Capture {
 }
 
 impl Capture {
-    fn new(fd: OwnedFd) -> Self {
+    fn new(fd: Option<OwnedFd>) -> Self {
         Capture {
-            fd: Some(fd),
+            fd,
             buf: Vec::new(),
             truncated: false,
         }
@@ -386,6 +478,7 @@ impl Child {
             stdin,
             stdout,
             stderr,
+            pty: _,
             status,
         } = self;
         let deadline = timeout.map(|t| started + t);
@@ -497,12 +590,7 @@ impl Child {
         }
 
         let (raw, exited) = exit.expect("loop only ends after exit");
-        let (exit_code, signal) = if libc::WIFSIGNALED(raw) {
-            let sig = libc::WTERMSIG(raw);
-            (128 + sig, Some(sig))
-        } else {
-            (libc::WEXITSTATUS(raw), None)
-        };
+        let (exit_code, signal) = decode_status(raw);
         ExecResult {
             exit_code,
             signal,
@@ -515,7 +603,17 @@ impl Child {
     }
 }
 
-fn is_retryable(e: io::Error) -> bool {
+/// (exit code, signal) from a wait status; 128+signal when killed (shell convention).
+pub fn decode_status(raw: libc::c_int) -> (i32, Option<i32>) {
+    if libc::WIFSIGNALED(raw) {
+        let sig = libc::WTERMSIG(raw);
+        (128 + sig, Some(sig))
+    } else {
+        (libc::WEXITSTATUS(raw), None)
+    }
+}
+
+pub fn is_retryable(e: io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
@@ -543,7 +641,7 @@ fn set_nonblocking(fd: RawFd) -> io::Result<()> {
 }
 
 /// Blocking read until `buf` is full or EOF; returns the byte count.
-fn read_full(fd: RawFd, buf: &mut [u8]) -> usize {
+pub fn read_full(fd: RawFd, buf: &mut [u8]) -> usize {
     let mut got = 0;
     while got < buf.len() {
         let n = unsafe { libc::read(fd, buf[got..].as_mut_ptr().cast(), buf.len() - got) };

@@ -1,15 +1,20 @@
-//! The unix-socket server: one thread per connection, one request and one response each.
+//! The unix-socket server: one thread per connection, one request each (answered by one
+//! frame, or a stream of frames for exec streams, attach, downloads and uploads).
 
-use std::io::{self, BufReader};
+use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_agent_proto::{read_frame, write_frame, Request, Response, PROTOCOL_VERSION};
+use shoal_agent_proto::{
+    write_frame, ErrorKind, Request, Response, FEATURES, HEARTBEAT_INTERVAL_MS, PROTOCOL_VERSION,
+    RING_BUFFER_BYTES,
+};
 
-use crate::exec;
+use crate::conn::FrameReader;
+use crate::{background, exec, files, stream};
 
 /// A client that connects but never sends a full request line gets dropped after this.
 const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -20,6 +25,22 @@ pub const AGENT_NAME: &str = concat!("shoal-agent ", env!("CARGO_PKG_VERSION"));
 pub struct Agent {
     /// Environment commands start from (see `exec::base_env`).
     pub base_env: exec::Env,
+    /// Streams send a heartbeat after this long without output.
+    pub heartbeat: Duration,
+    /// Output ring buffer size of each background process.
+    pub ring_bytes: usize,
+    pub procs: Arc<background::Table>,
+}
+
+impl Agent {
+    pub fn new(base_env: exec::Env) -> Agent {
+        Agent {
+            base_env,
+            heartbeat: Duration::from_millis(HEARTBEAT_INTERVAL_MS),
+            ring_bytes: RING_BUFFER_BYTES,
+            procs: Arc::default(),
+        }
+    }
 }
 
 /// Listen on `path`: replace a stale socket left by an earlier run, owner-only access.
@@ -59,33 +80,78 @@ pub fn serve(listener: UnixListener, agent: Arc<Agent>) -> ! {
     }
 }
 
-/// Serve one connection: read one request, write one response, close.
+/// Serve one connection: read the request, answer it (one frame, or a stream), close.
 pub fn handle(stream: UnixStream, agent: &Agent) {
     let _ = stream.set_read_timeout(Some(REQUEST_READ_TIMEOUT));
-    let request = read_frame::<_, Request>(&mut BufReader::new(&stream));
-    let response = match request {
+    let mut reader = FrameReader::new(&stream);
+    let req = match reader.next() {
         Ok(None) => return, // client hung up without asking anything
-        Ok(Some(req)) => respond(req, agent),
-        Err(e) if e.kind() == io::ErrorKind::InvalidData => Response::Error {
-            message: format!("malformed request: {e}"),
-        },
-        Err(e) => Response::Error {
-            message: format!("cannot read request: {e}"),
-        },
+        Ok(Some(Ok(req))) => req,
+        Ok(Some(Err(message))) => return reply(&stream, Response::error(ErrorKind::Invalid, message)),
+        Err(e) => {
+            let kind = if e.kind() == io::ErrorKind::InvalidData {
+                ErrorKind::Invalid
+            } else {
+                ErrorKind::Io
+            };
+            return reply(&stream, Response::error(kind, format!("cannot read request: {e}")));
+        }
     };
-    // If the client is gone there is no one to tell.
-    let _ = write_frame(&mut &stream, &response);
-}
-
-fn respond(req: Request, agent: &Agent) -> Response {
-    match req {
+    let response = match req {
+        Request::ExecStream(req) => return stream::exec_stream(&stream, reader, agent, req),
+        Request::Attach { pid, from_start } => {
+            return stream::attach(&stream, reader, agent, pid, from_start)
+        }
+        Request::ReadFile { path, offset, len } => {
+            return files::read_file(&stream, &path, offset, len)
+        }
+        Request::TarDownload { path } => return files::tar_download(&stream, &path),
+        Request::WriteFile { path, mode, append } => {
+            return files::write_file(&stream, reader, &path, mode, append)
+        }
+        Request::TarUpload { path } => return files::tar_upload(&stream, reader, &path),
         Request::Ping => Response::Pong {
             version: PROTOCOL_VERSION,
             agent: AGENT_NAME.into(),
+            features: FEATURES.iter().map(|f| f.to_string()).collect(),
         },
         Request::Exec(req) => match exec::run(&req, &agent.base_env) {
             Ok(result) => Response::Exec(result),
-            Err(message) => Response::Error { message },
+            Err(e) => e.into(),
         },
-    }
+        req @ (Request::Stdin { .. }
+        | Request::CloseStdin { .. }
+        | Request::Signal { .. }
+        | Request::Resize { .. }) => stream::control(agent, req),
+        Request::ListProcesses => Response::Processes {
+            list: agent.procs.list(),
+        },
+        Request::Forget { pid } => match agent.procs.forget(pid) {
+            Ok(()) => Response::Ok { bytes: None },
+            Err(e) => e.into(),
+        },
+        Request::Stat { path } => files::stat(&path),
+        Request::List { path } => files::list(&path),
+        Request::Mkdir { path, parents } => files::mkdir(&path, parents),
+        Request::Remove { path, recursive } => files::remove(&path, recursive),
+        Request::Rename { from, to } => files::rename(&from, &to),
+        req @ (Request::Data { .. } | Request::End) => Response::error(
+            ErrorKind::Invalid,
+            format!("{} only follows write_file or tar_upload", op_name(&req)),
+        ),
+    };
+    reply(&stream, response)
+}
+
+/// Answer with one frame. If the client is gone there is no one to tell.
+fn reply(stream: &UnixStream, response: Response) {
+    let _ = write_frame(&mut &*stream, &response);
+}
+
+/// A request's `op` (for messages).
+pub fn op_name(req: &Request) -> String {
+    serde_json::to_value(req)
+        .ok()
+        .and_then(|v| Some(v.get("op")?.as_str()?.to_string()))
+        .unwrap_or_else(|| "request".into())
 }

@@ -80,6 +80,11 @@ impl Client {
             req = req.json(b);
         }
         let resp = req.send().await.map_err(|e| if e.is_connect() { Error::Connect { url: self.base.clone(), source: e } } else { Error::Http(e) })?;
+        Self::check(resp).await
+    }
+
+    /// Turns an error answer into `Error::Api` with the server's code and message.
+    async fn check(resp: reqwest::Response) -> Result<reqwest::Response> {
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
@@ -122,6 +127,14 @@ impl Client {
 
     pub async fn create_sandbox(&self, req: &SandboxCreate) -> Result<Sandbox> {
         self.call(Method::POST, "/v1/sandboxes", Some(req)).await
+    }
+    /// Create that is safe to retry: the same `key` with the same request returns the sandbox
+    /// the first attempt made instead of making another.
+    pub async fn create_sandbox_idempotent(&self, req: &SandboxCreate, key: &str) -> Result<Sandbox> {
+        let url = format!("{}/v1/sandboxes", self.base);
+        let send = self.http.post(&url).bearer_auth(&self.api_key).header("Idempotency-Key", key).json(req).send();
+        let resp = send.await.map_err(|e| if e.is_connect() { Error::Connect { url: self.base.clone(), source: e } } else { Error::Http(e) })?;
+        Ok(Self::check(resp).await?.json().await?)
     }
     pub async fn list_sandboxes(&self) -> Result<Vec<Sandbox>> {
         Ok(self.call::<(), SandboxList>(Method::GET, "/v1/sandboxes", None).await?.sandboxes)

@@ -138,8 +138,14 @@ async fn list_sandboxes(State(app): AppState) -> ApiResult<Json<SandboxList>> {
     Ok(Json(SandboxList { sandboxes: service::list_sandboxes(&app)? }))
 }
 
-async fn create_sandbox(State(app): AppState, Body(req): Body<SandboxCreate>) -> ApiResult<impl IntoResponse> {
-    Ok((StatusCode::CREATED, Json(service::create_sandbox(&app, req).await?)))
+async fn create_sandbox(State(app): AppState, headers: axum::http::HeaderMap, Body(req): Body<SandboxCreate>) -> ApiResult<impl IntoResponse> {
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => Some(v.to_str().map_err(|_| ApiError::bad_request("`Idempotency-Key` must be printable ASCII"))?.to_string()),
+    };
+    let (sandbox, replayed) = service::create_sandbox_idempotent(&app, req, key).await?;
+    // A replay answers 200: the sandbox was made by the first request.
+    Ok((if replayed { StatusCode::OK } else { StatusCode::CREATED }, Json(sandbox)))
 }
 
 async fn get_sandbox(State(app): AppState, Path(key): Path<String>) -> ApiResult<impl IntoResponse> {

@@ -16,6 +16,8 @@ use crate::store::{self, NetworkRow, NicRow, SandboxRow, Store};
 use crate::App;
 
 pub const MAX_EXEC_TIMEOUT_MS: u64 = 3_600_000;
+/// Error code of a create that lost the race for its idempotency key (never leaves the server).
+const IDEMPOTENCY_RACE: &str = "idempotency_race";
 pub const DEFAULT_EXEC_TIMEOUT_MS: u64 = 60_000;
 
 // ---------------------------------------------------------------- views
@@ -170,7 +172,45 @@ pub fn get_sandbox(app: &App, key: &str) -> Result<Sandbox, ApiError> {
     sandbox_view(&s, sb)
 }
 
+/// `create_sandbox` with an optional `Idempotency-Key`: a retry with the same key and body gets
+/// the sandbox the first request made (waiting for it if that create is still running) instead
+/// of a second one. Returns whether the answer is such a replay.
+pub async fn create_sandbox_idempotent(app: &Arc<App>, req: SandboxCreate, key: Option<String>) -> Result<(Sandbox, bool), ApiError> {
+    let Some(key) = key else { return Ok((create_sandbox_with(app, req, None).await?, false)) };
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::bad_request("`Idempotency-Key` must be 1-255 printable ASCII characters"));
+    }
+    let hash = crate::auth::hash_key(&serde_json::to_string(&req).expect("json"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let existing = {
+            let s = app.store.lock().unwrap();
+            match s.idempotency_key(&key)? {
+                None => None,
+                Some((_, h)) if h != hash => {
+                    return Err(ApiError::unprocessable("this Idempotency-Key was used for a different request: use a new key for a new sandbox"));
+                }
+                Some((id, _)) => s.sandbox(&id)?.map(|sb| (sb.state == "creating", sb.id)),
+            }
+        };
+        match existing {
+            Some((false, id)) => return Ok((get_sandbox(app, &id)?, true)),
+            Some((true, _)) if std::time::Instant::now() < deadline => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            Some((true, _)) => return Err(ApiError::conflict("the create with this Idempotency-Key is still running: retry later")),
+            None => match create_sandbox_with(app, req.clone(), Some((key.clone(), hash.clone()))).await {
+                // Lost a race with an identical request: go round and replay its answer.
+                Err(e) if e.code == IDEMPOTENCY_RACE => continue,
+                other => return other.map(|s| (s, false)),
+            },
+        }
+    }
+}
+
 pub async fn create_sandbox(app: &Arc<App>, req: SandboxCreate) -> Result<Sandbox, ApiError> {
+    create_sandbox_with(app, req, None).await
+}
+
+async fn create_sandbox_with(app: &Arc<App>, req: SandboxCreate, idem: Option<(String, String)>) -> Result<Sandbox, ApiError> {
     // 1. Validate everything before recording anything.
     if let Some(name) = &req.name {
         validate::name("sandbox", name).map_err(ApiError::unprocessable)?;
@@ -207,9 +247,16 @@ pub async fn create_sandbox(app: &Arc<App>, req: SandboxCreate) -> Result<Sandbo
         if s.sandbox(&name)?.is_some() {
             return Err(ApiError::conflict(format!("a sandbox named `{name}` already exists: pick another name or delete it first")));
         }
+        if let Some((key, _)) = &idem {
+            if s.idempotency_key(key)?.is_some() {
+                return Err(ApiError::new(axum::http::StatusCode::CONFLICT, IDEMPOTENCY_RACE, "a create with this Idempotency-Key is already in progress"));
+            }
+        }
         let mut nets = Vec::new();
         for k in &keys {
-            let n = find_network(&s, k)?;
+            // A network named in the body that does not exist makes the body invalid (422), not
+            // the URL (404).
+            let n = find_network(&s, k).map_err(|e| ApiError::unprocessable(e.message))?;
             if nets.iter().any(|x: &NetworkRow| x.id == n.id) {
                 return Err(ApiError::unprocessable(format!("network `{k}` is listed twice")));
             }
@@ -233,6 +280,9 @@ pub async fn create_sandbox(app: &Arc<App>, req: SandboxCreate) -> Result<Sandbo
         };
         let tx = s.transaction()?;
         store::insert_sandbox(&tx, &row, &nics)?;
+        if let Some((key, hash)) = &idem {
+            store::insert_idempotency_key(&tx, key, &row.id, hash, &row.created_at)?;
+        }
         tx.commit().map_err(store::StoreError::from)?;
         let spec = sandbox_spec(&s, &row)?;
         (row, spec)

@@ -84,6 +84,13 @@ const MIGRATIONS: &[&str] = &[
     // 3: sandbox lifetimes.
     "ALTER TABLE sandboxes ADD COLUMN expires_at_ms INTEGER;
      ALTER TABLE sandboxes ADD COLUMN on_timeout TEXT;",
+    // 4: idempotency keys of sandbox creates (gone with their sandbox).
+    "CREATE TABLE idempotency_keys (
+        key TEXT PRIMARY KEY,
+        sandbox_id TEXT NOT NULL REFERENCES sandboxes(id) ON DELETE CASCADE,
+        request_sha256 TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );",
 ];
 
 pub struct Store {
@@ -199,6 +206,14 @@ impl Store {
         Ok(())
     }
 
+    /// (sandbox id, request hash) recorded for an idempotency key.
+    pub fn idempotency_key(&self, key: &str) -> Result<Option<(String, String)>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT sandbox_id, request_sha256 FROM idempotency_keys WHERE key = ?1", [key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
     pub fn set_expiry(&self, id: &str, expires_at_ms: Option<i64>) -> Result<(), StoreError> {
         self.conn.execute("UPDATE sandboxes SET expires_at_ms = ?2 WHERE id = ?1", params![id, expires_at_ms])?;
         Ok(())
@@ -237,6 +252,14 @@ pub fn insert_sandbox(tx: &Transaction<'_>, s: &SandboxRow, nics: &[NicRow]) -> 
     for n in nics {
         insert_nic(tx, n)?;
     }
+    Ok(())
+}
+
+pub fn insert_idempotency_key(conn: &Connection, key: &str, sandbox_id: &str, request_sha256: &str, now: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO idempotency_keys (key, sandbox_id, request_sha256, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![key, sandbox_id, request_sha256, now],
+    )?;
     Ok(())
 }
 

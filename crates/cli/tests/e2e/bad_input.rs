@@ -26,7 +26,7 @@ fn bad_input_is_refused_and_changes_nothing() {
         ("unknown image", "/v1/sandboxes", r#"{"rootfs":"nope:1"}"#, 422, "invalid_argument", "shoal image build"),
         ("bad image ref", "/v1/sandboxes", r#"{"rootfs":"../etc:1"}"#, 422, "invalid_argument", "NAME:TAG"),
         ("duplicate sandbox name", "/v1/sandboxes", r#"{"name":"a","rootfs":"busybox:1"}"#, 409, "conflict", "already exists"),
-        ("missing network", "/v1/sandboxes", r#"{"rootfs":"busybox:1","networks":[{"name":"ghost"}]}"#, 404, "not_found", "ghost"),
+        ("missing network", "/v1/sandboxes", r#"{"rootfs":"busybox:1","networks":[{"name":"ghost"}]}"#, 422, "invalid_argument", "ghost"),
         ("network ref with both", "/v1/sandboxes", r#"{"rootfs":"busybox:1","networks":[{"id":"x","name":"n1"}]}"#, 422, "invalid_argument", "exactly one"),
         ("bad sandbox name", "/v1/sandboxes", r#"{"name":"Bad_Name","rootfs":"busybox:1"}"#, 422, "invalid_argument", "invalid sandbox name"),
         ("bad env", "/v1/sandboxes", r#"{"rootfs":"busybox:1","env":{"1X":"y"}}"#, 422, "invalid_argument", "environment"),
@@ -92,4 +92,36 @@ fn bad_input_is_refused_and_changes_nothing() {
     let out = h.cli(&["exec", "ghost", "--", "true"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+}
+
+#[test]
+#[ignore = "needs root, runc and nftables: run scripts/test.sh"]
+fn a_retried_create_with_an_idempotency_key_makes_one_sandbox() {
+    let h = std::sync::Arc::new(Host::start());
+    let body = r#"{"rootfs":"busybox:1"}"#;
+    // Two identical requests at once, then a late retry: one sandbox, the same answer each time.
+    let racers: Vec<_> = (0..2)
+        .map(|_| {
+            let h = h.clone();
+            std::thread::spawn(move || h.http_with_headers("Idempotency-Key: job-42\r\n", "POST", "/v1/sandboxes", Some(body)))
+        })
+        .collect();
+    let answers: Vec<(u16, serde_json::Value)> = racers.into_iter().map(|t| t.join().unwrap()).collect();
+    let (st, late) = h.http_with_headers("Idempotency-Key: job-42\r\n", "POST", "/v1/sandboxes", Some(body));
+    assert_eq!(st, 200, "a replay answers 200: {late}");
+    let mut codes: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
+    codes.sort();
+    assert_eq!(codes, [200, 201], "{answers:?}");
+    for (_, a) in &answers {
+        assert_eq!(a["id"], late["id"], "{answers:?}");
+    }
+    let (_, list) = h.http("GET", "/v1/sandboxes", None);
+    assert_eq!(list["sandboxes"].as_array().unwrap().len(), 1, "{list}");
+    // The same key with another request is refused; no key means a new sandbox each time.
+    let (st, r) = h.http_with_headers("Idempotency-Key: job-42\r\n", "POST", "/v1/sandboxes", Some(r#"{"rootfs":"busybox:1","shape":"s-1vcpu-256mb"}"#));
+    assert_eq!(st, 422, "{r}");
+    let (st, _) = h.http("POST", "/v1/sandboxes", Some(body));
+    assert_eq!(st, 201);
+    let (_, list) = h.http("GET", "/v1/sandboxes", None);
+    assert_eq!(list["sandboxes"].as_array().unwrap().len(), 2);
 }

@@ -209,11 +209,16 @@ impl Host {
     }
 
     pub fn http_with_key(&self, key: Option<&str>, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-        http_in_ns(&self.ns, &self.listen, key, method, path, body).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+        http_in_ns(&self.ns, &self.listen, key, "", method, path, body).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// With extra header lines, each ending in `\r\n`.
+    pub fn http_with_headers(&self, headers: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        http_in_ns(&self.ns, &self.listen, Some(API_KEY), headers, method, path, body).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
     fn try_http(&self, method: &str, path: &str, body: Option<&str>) -> std::io::Result<(u16, Value)> {
-        http_in_ns(&self.ns, &self.listen, Some(API_KEY), method, path, body)
+        http_in_ns(&self.ns, &self.listen, Some(API_KEY), "", method, path, body)
     }
 
     /// Runs a command in the host's namespace (e.g. `ip link`, `nft list`).
@@ -233,9 +238,9 @@ impl Host {
     }
 }
 
-fn http_in_ns(ns: &str, addr: &str, key: Option<&str>, method: &str, path: &str, body: Option<&str>) -> std::io::Result<(u16, Value)> {
-    let (ns, addr, key, method, path, body) =
-        (ns.to_string(), addr.to_string(), key.map(str::to_string), method.to_string(), path.to_string(), body.map(str::to_string));
+fn http_in_ns(ns: &str, addr: &str, key: Option<&str>, headers: &str, method: &str, path: &str, body: Option<&str>) -> std::io::Result<(u16, Value)> {
+    let (ns, addr, key, headers, method, path, body) =
+        (ns.to_string(), addr.to_string(), key.map(str::to_string), headers.to_string(), method.to_string(), path.to_string(), body.map(str::to_string));
     std::thread::spawn(move || -> std::io::Result<(u16, Value)> {
         let f = std::fs::File::open(format!("/run/netns/{ns}"))?;
         // SAFETY: setns on this thread only (CLONE_NEWNET is per-thread).
@@ -248,7 +253,7 @@ fn http_in_ns(ns: &str, addr: &str, key: Option<&str>, method: &str, path: &str,
         let auth = key.map(|k| format!("Authorization: Bearer {k}\r\n")).unwrap_or_default();
         write!(
             s,
-            "{method} {path} HTTP/1.1\r\nHost: shoal\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: shoal\r\n{auth}{headers}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )?;
         let mut resp = Vec::new();

@@ -69,7 +69,13 @@ pub fn links_with_prefix(prefix: &str) -> Vec<String> {
 /// A bridge with no address, no IPv6, no STP delay and no multicast snooping surprises.
 pub fn ensure_bridge(bridge: &str) -> Result<(), CmdError> {
     if !link_exists(bridge) {
-        run("ip", &["link", "add", "name", bridge, "type", "bridge", "stp_state", "0", "forward_delay", "0"])?;
+        // Two first members of one network may race here: losing to the other is success.
+        match run("ip", &["link", "add", "name", bridge, "type", "bridge", "stp_state", "0", "forward_delay", "0"]) {
+            Err(CmdError::Failed { stderr, .. }) if stderr.contains("File exists") => {}
+            other => {
+                other?;
+            }
+        }
     }
     harden_host_link(bridge);
     run("ip", &["link", "set", "dev", bridge, "up"])?;

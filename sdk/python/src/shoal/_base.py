@@ -1,0 +1,161 @@
+"""What the sync and the async client share: configuration, request shapes, answers, retries."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from ._config import resolve
+from ._errors import ConnectError, ShoalError, Timeout, TransportError, error_from_response
+from ._models import Network, NetworkRef, Nic, network_key
+from ._version import __version__
+
+#: Seconds a request may take (connect: at most 5 s) unless ``timeout=`` says otherwise.
+DEFAULT_TIMEOUT = 60.0
+CONNECT_TIMEOUT = 5.0
+#: How often a request answered with 503 is retried (with exponential backoff).
+DEFAULT_MAX_RETRIES = 3
+#: The server's exec timeout when none is given, and the slack added on top for the HTTP answer.
+SERVER_EXEC_TIMEOUT = 60.0
+EXEC_SLACK = 30.0
+
+TimeoutTypes = float | httpx.Timeout | None
+
+
+def make_timeout(timeout: TimeoutTypes) -> httpx.Timeout:
+    if isinstance(timeout, httpx.Timeout):
+        return timeout
+    if timeout is None:
+        return httpx.Timeout(None, connect=CONNECT_TIMEOUT)
+    return httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout))
+
+
+def seg(key: str) -> str:
+    """One path segment: ids and names are a safe alphabet, but escape anyway so that a stray
+    character becomes a 404 rather than a different route."""
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"expected a non-empty id or name, got {key!r}")
+    return quote(key, safe="")
+
+
+def network_ref(network: NetworkRef) -> dict[str, str]:
+    """``{"id": ...}`` for ids (``net-...``), ``{"name": ...}`` otherwise (names cannot look like ids)."""
+    key = network_key(network)
+    return {"id": key} if key.startswith("net-") else {"name": key}
+
+
+def create_body(
+    rootfs: str,
+    name: str | None,
+    shape: str | None,
+    networks: Sequence[NetworkRef] | NetworkRef | None,
+    env: Mapping[str, object] | None,
+) -> dict[str, Any]:
+    if not isinstance(rootfs, str) or not rootfs:
+        raise ValueError('rootfs must name an image, e.g. rootfs="devbox:1" (see client.images())')
+    body: dict[str, Any] = {"rootfs": rootfs}
+    if name is not None:
+        body["name"] = name
+    if shape is not None:
+        body["shape"] = shape
+    if networks is not None:
+        refs: Sequence[NetworkRef] = [networks] if isinstance(networks, (str, Network, Nic)) else networks
+        body["networks"] = [network_ref(n) for n in refs]
+    if env:
+        body["env"] = {str(k): str(v) for k, v in env.items()}
+    return body
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    json: Any = None
+    params: dict[str, str] | None = None
+    timeout: httpx.Timeout | None = None
+
+
+class ClientCore:
+    """Configuration and request plumbing shared by :class:`Shoal` and :class:`AsyncShoal`."""
+
+    def __init__(self, url: str | None, api_key: str | None, timeout: TimeoutTypes, max_retries: int) -> None:
+        cfg = resolve(url, api_key)
+        #: The API's base URL, e.g. ``http://127.0.0.1:7070``.
+        self.url: str = cfg.url
+        self._api_key = cfg.api_key
+        self._timeout = make_timeout(timeout)
+        self._max_retries = max(0, int(max_retries))
+        self._headers = {
+            "Authorization": f"Bearer {cfg.api_key}",
+            "Accept": "application/json",
+            "User-Agent": f"shoal-python/{__version__}",
+        }
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(url={self.url!r})"
+
+    def _exec_call(
+        self,
+        sandbox_id: str,
+        cmd: str,
+        args: Sequence[object],
+        env: Mapping[str, object] | None,
+        cwd: str | None,
+        stdin: str | bytes | None,
+        timeout: float | None,
+    ) -> Call:
+        if not cmd:
+            raise ValueError("cmd must not be empty")
+        body: dict[str, Any] = {"cmd": str(cmd), "args": [str(a) for a in args]}
+        if env:
+            body["env"] = {str(k): str(v) for k, v in env.items()}
+        if cwd is not None:
+            body["cwd"] = str(cwd)
+        if stdin is not None:
+            body["stdin"] = stdin.decode("utf-8") if isinstance(stdin, bytes) else stdin
+        if timeout is not None:
+            if timeout <= 0:
+                raise ValueError("timeout must be positive (seconds)")
+            body["timeout_ms"] = max(1, round(timeout * 1000))
+        # The HTTP answer comes only when the command ends: wait for the command's timeout and then some.
+        http = self._timeout
+        needed = (timeout if timeout is not None else SERVER_EXEC_TIMEOUT) + EXEC_SLACK
+        if http.read is not None and http.read < needed:
+            http = httpx.Timeout(connect=http.connect, read=needed, write=http.write, pool=http.pool)
+        return Call("POST", f"/v1/sandboxes/{seg(sandbox_id)}/exec", json=body, timeout=http)
+
+    def _transport_error(self, call: Call, e: httpx.HTTPError) -> ShoalError:
+        what = f"{call.method} {call.path}"
+        if isinstance(e, httpx.ConnectTimeout):
+            return Timeout(f"connecting to the Shoal API at {self.url} timed out ({what}); is the URL right?")
+        if isinstance(e, httpx.TimeoutException):
+            t = call.timeout or self._timeout
+            return Timeout(f"no answer from the Shoal API at {self.url} within {t.read} s ({what})")
+        if isinstance(e, httpx.ConnectError):
+            return ConnectError(f"cannot reach the Shoal API at {self.url}: {e}; is `shoal up` running?")
+        return TransportError("transport", f"{what} to {self.url} failed: {type(e).__name__}: {e}")
+
+    def _should_retry(self, resp: httpx.Response, attempt: int) -> bool:
+        return resp.status_code == 503 and attempt < self._max_retries
+
+    @staticmethod
+    def _retry_delay(resp: httpx.Response, attempt: int) -> float:
+        after = resp.headers.get("Retry-After")
+        if after is not None:
+            try:
+                return min(max(float(after), 0.0), 30.0)
+            except ValueError:
+                pass
+        return min(0.5 * 2.0**attempt, 8.0)
+
+    @staticmethod
+    def _answer(resp: httpx.Response) -> Any:
+        if resp.is_success:
+            if resp.status_code == 204 or not resp.content:
+                return None
+            return resp.json()
+        raise error_from_response(resp)

@@ -1,0 +1,261 @@
+"""The synchronous client: :class:`Shoal`."""
+
+from __future__ import annotations
+
+import builtins
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from ._base import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, Call, ClientCore, TimeoutTypes, create_body, network_ref, seg
+from ._errors import CommandError, NotFound, ShoalError
+from ._models import (
+    CommandResult,
+    Health,
+    Image,
+    Member,
+    Network,
+    NetworkRef,
+    SandboxInfo,
+    SandboxRef,
+    Shape,
+    network_key,
+    sandbox_key,
+)
+
+
+class Shoal(ClientCore):
+    """Client for the Shoal HTTP API v1.
+
+    ``url`` and ``api_key`` come from the arguments, else ``SHOAL_URL`` / ``SHOAL_API_KEY``, else the
+    client config file ``shoal up`` wrote (``SHOAL_CONFIG``, ``$XDG_CONFIG_HOME/shoal/config.json``
+    or ``~/.config/shoal/config.json``). The URL defaults to ``http://127.0.0.1:7070``.
+
+    >>> with Shoal() as client:
+    ...     net = client.networks.create("team-eval")
+    ...     with client.sandboxes.create(rootfs="devbox:1", networks=[net]) as sb:
+    ...         print(sb.run("uname", "-a").stdout)
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: TimeoutTypes = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        http_client: httpx.Client | None = None,
+    ) -> None:
+        super().__init__(url, api_key, timeout, max_retries)
+        self._owns_http = http_client is None
+        self._http = http_client if http_client is not None else httpx.Client(timeout=self._timeout)
+        #: Networks: ``create``, ``get``, ``list``, ``delete``, ``members``.
+        self.networks = Networks(self)
+        #: Sandboxes: ``create``, ``get``, ``list``, ``delete``.
+        self.sandboxes = Sandboxes(self)
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _send(self, call: Call) -> Any:
+        attempt = 0
+        while True:
+            try:
+                resp = self._http.request(
+                    call.method,
+                    self.url + call.path,
+                    json=call.json,
+                    params=call.params,
+                    headers=self._headers,
+                    timeout=call.timeout or self._timeout,
+                )
+            except httpx.HTTPError as e:
+                raise self._transport_error(call, e) from e
+            if self._should_retry(resp, attempt):
+                resp.close()
+                time.sleep(self._retry_delay(resp, attempt))
+                attempt += 1
+                continue
+            return self._answer(resp)
+
+    def close(self) -> None:
+        """Closes the connection pool (not needed with ``with Shoal() as client:``)."""
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> Shoal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- top level ------------------------------------------------------------------------------
+
+    def health(self) -> Health:
+        return Health._from_json(self._send(Call("GET", "/v1/health")))
+
+    def shapes(self) -> list[Shape]:
+        """The sandbox sizes the server offers (``shape=`` of ``sandboxes.create``)."""
+        return [Shape._from_json(s) for s in self._send(Call("GET", "/v1/shapes"))["shapes"]]
+
+    def images(self) -> list[Image]:
+        """The images sandboxes can start from (``rootfs=`` of ``sandboxes.create``)."""
+        return [Image._from_json(i) for i in self._send(Call("GET", "/v1/images"))["images"]]
+
+
+class Networks:
+    """``client.networks``"""
+
+    def __init__(self, client: Shoal) -> None:
+        self._c = client
+
+    def create(self, name: str, cidr: str | None = None) -> Network:
+        """Creates a private network; its IPv4 block comes from the server's pool unless ``cidr`` is given."""
+        body: dict[str, Any] = {"name": name}
+        if cidr is not None:
+            body["cidr"] = cidr
+        return Network._from_json(self._c._send(Call("POST", "/v1/networks", json=body)))
+
+    def get(self, network: NetworkRef) -> Network:
+        """One network (by id or name) with its members."""
+        return Network._from_json(self._c._send(Call("GET", f"/v1/networks/{seg(network_key(network))}")))
+
+    def delete(self, network: NetworkRef, force: bool = False) -> None:
+        """Deletes a network. One with members is refused (:class:`Conflict`) unless ``force``,
+        which unplugs them first (they keep running on their other networks)."""
+        params = {"force": "true"} if force else None
+        self._c._send(Call("DELETE", f"/v1/networks/{seg(network_key(network))}", params=params))
+
+    def members(self, network: NetworkRef) -> builtins.list[Member]:
+        """The network's members: their address, MAC, DNS name and state."""
+        body = self._c._send(Call("GET", f"/v1/networks/{seg(network_key(network))}/members"))
+        return [Member._from_json(m) for m in body["members"]]
+
+    def list(self) -> builtins.list[Network]:
+        """Every network, oldest first."""
+        return [Network._from_json(n) for n in self._c._send(Call("GET", "/v1/networks"))["networks"]]
+
+
+class Sandboxes:
+    """``client.sandboxes``"""
+
+    def __init__(self, client: Shoal) -> None:
+        self._c = client
+
+    def create(
+        self,
+        rootfs: str,
+        *,
+        name: str | None = None,
+        shape: str | None = None,
+        networks: Sequence[NetworkRef] | NetworkRef | None = None,
+        env: Mapping[str, object] | None = None,
+    ) -> Sandbox:
+        """Creates a sandbox from the image ``rootfs`` (``NAME:TAG``, e.g. ``devbox:1``) and returns
+        once it is ready for :meth:`Sandbox.run`.
+
+        ``networks`` are joined in order (``eth0``, ``eth1``, ...), each given as a :class:`Network`,
+        an id or a name. ``shape`` defaults to ``s-1vcpu-1gb`` on the server. Use the result as a
+        context manager to delete the sandbox when the block ends.
+        """
+        body = create_body(rootfs, name, shape, networks, env)
+        return Sandbox._from_json(self._c._send(Call("POST", "/v1/sandboxes", json=body)), self._c)
+
+    def get(self, sandbox: SandboxRef) -> Sandbox:
+        """One sandbox by id or name."""
+        return Sandbox._from_json(self._c._send(Call("GET", f"/v1/sandboxes/{seg(sandbox_key(sandbox))}")), self._c)
+
+    def delete(self, sandbox: SandboxRef) -> None:
+        """Deletes a sandbox by id or name: its container, interfaces, rules and files."""
+        self._c._send(Call("DELETE", f"/v1/sandboxes/{seg(sandbox_key(sandbox))}"))
+
+    def list(self) -> builtins.list[Sandbox]:
+        """Every sandbox, oldest first."""
+        return [Sandbox._from_json(s, self._c) for s in self._c._send(Call("GET", "/v1/sandboxes"))["sandboxes"]]
+
+
+@dataclass
+class Sandbox(SandboxInfo):
+    """A sandbox, with methods that act on it through the client that fetched it.
+
+    ``with client.sandboxes.create(...) as sb:`` deletes the sandbox when the block ends.
+    """
+
+    _client: Shoal | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def _from_json(cls, d: dict[str, Any], client: Shoal) -> Sandbox:
+        return cls(**cls._fields(d), _client=client)
+
+    @property
+    def client(self) -> Shoal:
+        if self._client is None:
+            raise RuntimeError("this Sandbox is not bound to a client: get it through client.sandboxes")
+        return self._client
+
+    def run(
+        self,
+        cmd: str,
+        *args: object,
+        env: Mapping[str, object] | None = None,
+        cwd: str | None = None,
+        stdin: str | bytes | None = None,
+        timeout: float | None = None,
+        check: bool = False,
+    ) -> CommandResult:
+        """Runs ``cmd args...`` in the sandbox (directly, not through a shell: use
+        ``run("sh", "-c", "...")`` for shell syntax) and waits for it to finish.
+
+        ``stdin`` is written to the command's input, then closed. ``timeout`` is in seconds
+        (server default 60 s); on timeout the command is killed and ``timed_out`` is true.
+        A non-zero exit is not an error unless ``check=True`` (then :class:`CommandError`).
+        Processes started in the background (``sh -c 'nohup server >/dev/null 2>&1 &'``) keep running.
+        """
+        c = self.client
+        call = c._exec_call(self.id, cmd, args, env, cwd, stdin, timeout)
+        result = CommandResult._from_json(c._send(call))
+        if check and not result.ok:
+            raise CommandError(result, [cmd, *map(str, args)])
+        return result
+
+    def attach(self, network: NetworkRef) -> Sandbox:
+        """Plugs this running sandbox into one more network (object, id or name); updates and returns self."""
+        self._update(
+            self.client._send(Call("POST", f"/v1/sandboxes/{seg(self.id)}/networks", json=network_ref(network)))
+        )
+        return self
+
+    def detach(self, network: NetworkRef) -> Sandbox:
+        """Unplugs this sandbox from a network (object, id or name); updates and returns self."""
+        path = f"/v1/sandboxes/{seg(self.id)}/networks/{seg(network_key(network))}"
+        self._update(self.client._send(Call("DELETE", path)))
+        return self
+
+    def refresh(self) -> Sandbox:
+        """Fetches the sandbox again (state, networks, ...); updates and returns self."""
+        self._update(self.client._send(Call("GET", f"/v1/sandboxes/{seg(self.id)}")))
+        return self
+
+    def delete(self) -> None:
+        """Deletes the sandbox."""
+        self.client._send(Call("DELETE", f"/v1/sandboxes/{seg(self.id)}"))
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            self.delete()
+        except NotFound:
+            pass  # already gone
+        except ShoalError as e:
+            if exc is None:
+                raise
+            # Do not hide the error that ended the block behind the cleanup's.
+            warnings.warn(f"could not delete sandbox `{self.name}`: {e}", RuntimeWarning, stacklevel=2)
