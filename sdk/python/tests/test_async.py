@@ -85,3 +85,49 @@ async def test_async_concurrent_creates(uniq: Names) -> None:
 
 def ipaddr_in(ip: str, prefix: str) -> bool:
     return ip.startswith(prefix)
+
+
+async def test_async_idempotent_creates_at_once(uniq: Names) -> None:
+    async with AsyncShoal() as client:
+        key = uniq("ajob")
+        # Three at once with one key: the first makes the sandbox, the others wait for it and get it.
+        sbs = await asyncio.gather(
+            *(client.sandboxes.create(rootfs="busybox:1", env={"JOB": key}, idempotency_key=key) for _ in range(3))
+        )
+        try:
+            assert len({sb.id for sb in sbs}) == 1 and all(sb.state == "running" for sb in sbs)
+            assert [s.id for s in await client.sandboxes.list() if s.env.get("JOB") == key] == [sbs[0].id]
+        finally:
+            await sbs[0].delete()
+
+
+async def test_async_lifecycle(uniq: Names) -> None:
+    async with AsyncShoal() as client:
+        async with client.sandboxes.create(rootfs="busybox:1", name=uniq("alife")) as sb:
+            assert sb.expires_at is None and sb.on_timeout is None
+            await sb.run("sh", "-c", "echo kept > /root/file")
+            assert (await sb.stop()) is sb and sb.state == "stopped"
+            with pytest.raises(Conflict):
+                await sb.run("true")
+            assert (await sb.start()).state == "running"
+            assert (await sb.run("cat", "/root/file")).stdout == "kept\n"
+            await sb.set_timeout(3600)
+            assert sb.expires_at is not None and sb.on_timeout == "delete"
+            assert "listening on" in await sb.logs()
+            m = await sb.metrics()
+            assert m.memory_bytes and m.pids and m.interfaces == []
+
+
+async def test_async_timeout_deletes_the_sandbox() -> None:
+    async with AsyncShoal() as client:
+        sb = await client.sandboxes.create(rootfs="busybox:1", timeout_secs=1)
+        assert sb.on_timeout == "delete"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 15
+        while True:
+            try:
+                await sb.refresh()
+            except NotFound:
+                break
+            assert loop.time() < deadline, f"still there ({sb.state}) after its timeout"
+            await asyncio.sleep(0.2)

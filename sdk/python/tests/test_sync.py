@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+import time
 import warnings
 from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
 
 import pytest
 
@@ -63,10 +66,14 @@ def test_error_mapping(client: Shoal, uniq: Names) -> None:
         lambda: client.networks.get("no-such-net"),
         lambda: client.networks.delete("no-such-net"),
         lambda: client.networks.members("no-such-net"),
-        lambda: client.sandboxes.create(rootfs="busybox:1", networks=["no-such-net"]),
     ):
         with pytest.raises(NotFound):
             call()
+    # A network named in a create's body that does not exist makes the body invalid: 422, not 404.
+    with pytest.raises(InvalidArgument) as bad_net:
+        client.sandboxes.create(rootfs="busybox:1", networks=["no-such-net"])
+    assert (bad_net.value.status, bad_net.value.code) == (422, "invalid_argument")
+    assert "no-such-net" in bad_net.value.message
 
     net = client.networks.create(uniq("dup"))
     try:
@@ -202,3 +209,98 @@ def test_context_manager_deletes(client: Shoal, uniq: Names) -> None:
         warnings.simplefilter("error")
         with client.sandboxes.create(rootfs="busybox:1") as sb3:
             client.sandboxes.delete(sb3.name)
+
+
+def expires_in(sb: Sandbox) -> float:
+    """Seconds from now until the sandbox expires."""
+    assert sb.expires_at is not None
+    at = datetime.fromisoformat(sb.expires_at.replace("Z", "+00:00"))
+    return (at - datetime.now(timezone.utc)).total_seconds()
+
+
+def test_idempotent_create(client: Shoal, uniq: Names) -> None:
+    key = uniq("job")
+    # Marked by an env var, since other tests may create sandboxes at the same time.
+    args: dict[str, Any] = dict(rootfs="busybox:1", shape="s-1vcpu-256mb", env={"JOB": key})
+
+    def ours() -> list[str]:
+        return [s.id for s in client.sandboxes.list() if s.env.get("JOB") == key]
+
+    first = client.sandboxes.create(**args, idempotency_key=key)
+    try:
+        again = client.sandboxes.create(**args, idempotency_key=key)  # e.g. a retry after a lost answer
+        assert again.id == first.id and again == first
+        assert ours() == [first.id], "one sandbox"
+        with pytest.raises(InvalidArgument) as other:
+            client.sandboxes.create(**args, name=uniq("other"), idempotency_key=key)
+        assert other.value.status == 422 and "Idempotency-Key" in other.value.message
+        # Without a key of one's own, every call is a new create (each with its own random key).
+        with client.sandboxes.create(**args) as fresh:
+            assert fresh.id != first.id
+        assert ours() == [first.id]
+    finally:
+        first.delete()
+    # The key goes with its sandbox: now it makes a new one.
+    with client.sandboxes.create(**args, idempotency_key=key) as later:
+        assert later.id != first.id and ours() == [later.id]
+    assert ours() == []
+
+
+def test_stop_start_timeout_logs_metrics(client: Shoal, uniq: Names) -> None:
+    net = client.networks.create(uniq("life"))
+    try:
+        with client.sandboxes.create(
+            rootfs="busybox:1",
+            shape="s-1vcpu-256mb",
+            name=uniq("life"),
+            networks=[net],
+            timeout_secs=600,
+            on_timeout="stop",
+        ) as sb:
+            assert sb.on_timeout == "stop" and 500 < expires_in(sb) <= 600
+            sb.run("sh", "-c", "echo kept > /root/file", check=True)
+
+            assert sb.stop() is sb and sb.state == "stopped"
+            assert client.sandboxes.get(sb.id).state == "stopped"
+            with pytest.raises(Conflict) as stopped:
+                sb.run("true")
+            assert stopped.value.status == 409 and "stopped" in stopped.value.message
+            assert sb.stop().state == "stopped", "stopping a stopped sandbox is fine"
+
+            assert sb.start() is sb and sb.state == "running"
+            assert sb.run("cat", "/root/file").stdout == "kept\n", "the filesystem was kept"
+            assert f" {sb.ip(net)}/" in sb.run("ip", "-o", "-4", "addr", "show", "eth0").stdout, "and its address"
+            assert sb.start().state == "running", "starting a running sandbox is fine"
+
+            assert sb.set_timeout(7200) is sb and 7100 < expires_in(sb) <= 7200
+            assert sb.on_timeout == "stop"
+            assert client.sandboxes.get(sb.id).expires_at == sb.expires_at
+
+            assert "listening on" in sb.logs()
+            assert len(sb.logs(tail=1).splitlines()) <= 1
+
+            # Some traffic out of eth0: ARP requests for an address nobody has.
+            nobody = ipaddress.ip_network(net.cidr)[-2]
+            sb.run("ping", "-c", "1", "-W", "1", str(nobody))
+            m = sb.metrics()
+            assert m.memory_bytes and m.memory_bytes > 0 and m.pids and m.pids >= 1, m
+            assert m.cpu_usage_ns and m.cpu_usage_ns > 0 and m.disk_bytes > 0, m  # /root/file
+            assert m.memory_limit_bytes == 256 * 1024 * 1024, m
+            [eth0] = m.interfaces
+            assert (eth0.ifname, eth0.network_id) == ("eth0", net.id)
+            assert eth0.tx_packets > 0 and eth0.tx_bytes > 0, eth0
+
+            with pytest.raises(InvalidArgument):
+                sb.set_timeout(10**9)  # more than 30 days
+    finally:
+        client.networks.delete(net, force=True)
+
+
+def test_timeout_stops_the_sandbox(client: Shoal) -> None:
+    with client.sandboxes.create(rootfs="busybox:1", timeout_secs=1, on_timeout="stop") as sb:
+        deadline = time.monotonic() + 15
+        while sb.refresh().state != "stopped":
+            assert time.monotonic() < deadline, f"still {sb.state} after its timeout"
+            time.sleep(0.2)
+        assert sb.expires_at is None, "a stop at expiry clears the timeout"
+        assert sb.start().state == "running" and sb.run("true").ok

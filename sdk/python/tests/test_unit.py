@@ -4,6 +4,7 @@ httpx.MockTransport, so no packet is sent at all)."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,185 @@ def test_request_shapes() -> None:
     assert seen[-1].url.query == b""
 
 
+UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+
+
+def test_create_sends_an_idempotency_key_kept_across_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("shoal._sync.time.sleep", lambda s: None)
+    seen: list[httpx.Request] = []
+    answers = [err(503, "unavailable", "busy"), err(503, "unavailable", "busy")]
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        seen.append(req)
+        if req.method == "POST" and answers:
+            return answers.pop(0)
+        return httpx.Response(201 if req.method == "POST" else 200, json=SANDBOX)
+
+    c = mock(handler)
+    assert c.sandboxes.create(rootfs="busybox:1").id == SANDBOX["id"]
+    keys = [r.headers.get("idempotency-key") for r in seen]
+    assert len(keys) == 3 and UUID4.fullmatch(keys[0] or ""), keys
+    assert keys == [keys[0]] * 3, "the retries of one create reuse its key"
+    assert [json.loads(r.content) for r in seen] == [{"rootfs": "busybox:1"}] * 3
+
+    c.sandboxes.create(rootfs="busybox:1")
+    assert UUID4.fullmatch(seen[-1].headers["idempotency-key"]) and seen[-1].headers["idempotency-key"] != keys[0]
+
+    c.sandboxes.create(rootfs="busybox:1", idempotency_key="job-42", timeout_secs=600, on_timeout="stop")
+    assert seen[-1].headers["idempotency-key"] == "job-42"
+    assert json.loads(seen[-1].content) == {"rootfs": "busybox:1", "timeout_secs": 600, "on_timeout": "stop"}
+    c.sandboxes.create(rootfs="busybox:1", idempotency_key="~" * 255)
+    assert seen[-1].headers["idempotency-key"] == "~" * 255
+
+    # Only creates carry one.
+    c.sandboxes.get("api")
+    assert "idempotency-key" not in seen[-1].headers
+
+    n = len(seen)
+    for bad in ["", "has space", "tab\t", "é", "k" * 256]:
+        with pytest.raises(ValueError, match="idempotency_key"):
+            c.sandboxes.create(rootfs="busybox:1", idempotency_key=bad)
+    bad_timeouts: list[Any] = [0, -1, 1.5, True]
+    for secs in bad_timeouts:
+        with pytest.raises(ValueError, match="timeout_secs"):
+            c.sandboxes.create(rootfs="busybox:1", timeout_secs=secs)
+    assert len(seen) == n, "nothing was sent"
+
+
+@pytest.mark.asyncio
+async def test_async_create_sends_an_idempotency_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def no_sleep(s: float) -> None:
+        pass
+
+    monkeypatch.setattr("shoal._async.asyncio.sleep", no_sleep)
+    seen: list[httpx.Request] = []
+    answers = [err(503, "unavailable", "busy")]
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        seen.append(req)
+        return answers.pop(0) if answers else httpx.Response(201, json=SANDBOX)
+
+    transport = httpx.MockTransport(handler)
+    async with AsyncShoal("http://shoal.test", "k", http_client=httpx.AsyncClient(transport=transport)) as c:
+        creation = c.sandboxes.create(rootfs="busybox:1", env={"A": 1})
+        assert (await creation).id == SANDBOX["id"]
+        assert (await creation).id == SANDBOX["id"]  # awaited again: the same create, the same key
+        async with c.sandboxes.create(rootfs="busybox:1") as sb:
+            assert sb.name == "api"
+        await c.sandboxes.create(rootfs="busybox:1", idempotency_key="job-7")
+        with pytest.raises(ValueError, match="idempotency_key"):
+            c.sandboxes.create(rootfs="busybox:1", idempotency_key="no spaces")
+    posts = [r for r in seen if r.method == "POST"]
+    keys = [r.headers["idempotency-key"] for r in posts]
+    assert len(keys) == 5 and UUID4.fullmatch(keys[0])
+    assert keys[:3] == [keys[0]] * 3, "a 503 retry and a second await reuse the key"
+    assert UUID4.fullmatch(keys[3]) and keys[3] != keys[0]
+    assert keys[4] == "job-7"
+    assert [r.method for r in seen if r.method != "POST"] == ["DELETE"]  # the `async with` deletes it
+
+
+def test_lifecycle_requests() -> None:
+    seen: list[httpx.Request] = []
+    later = {**SANDBOX, "expires_at": "2026-12-03T15:17:50Z", "on_timeout": "delete"}
+    metrics = {
+        "cpu_usage_ns": 123,
+        "memory_bytes": 4096,
+        "memory_limit_bytes": 268435456,
+        "pids": 2,
+        "disk_bytes": 10,
+        "interfaces": [
+            {
+                "ifname": "eth0",
+                "network_id": "net-aaaaaaaaaa",
+                "rx_bytes": 1,
+                "tx_bytes": 2,
+                "rx_packets": 3,
+                "tx_packets": 4,
+            }
+        ],
+    }
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        seen.append(req)
+        p = req.url.path
+        if p.endswith("/stop"):
+            return httpx.Response(200, json={**SANDBOX, "state": "stopped"})
+        if p.endswith("/timeout"):
+            return httpx.Response(200, json=later)
+        if p.endswith("/logs"):
+            return httpx.Response(200, json={"log": "line 1\nline 2\n"})
+        if p.endswith("/metrics"):
+            return httpx.Response(200, json={**metrics, "future": True})
+        return httpx.Response(200, json=SANDBOX)
+
+    c = mock(handler)
+    sb = c.sandboxes.get("api")
+    assert (sb.expires_at, sb.on_timeout) == (None, None)
+    assert sb.stop() is sb and sb.state == "stopped"
+    assert (seen[-1].method, seen[-1].url.path, seen[-1].content) == ("POST", "/v1/sandboxes/sbx-0123456789/stop", b"")
+    assert sb.start() is sb and sb.state == "running"
+    assert (seen[-1].method, seen[-1].url.path) == ("POST", "/v1/sandboxes/sbx-0123456789/start")
+    assert sb.set_timeout(3600) is sb
+    assert (seen[-1].method, seen[-1].url.path) == ("POST", "/v1/sandboxes/sbx-0123456789/timeout")
+    assert json.loads(seen[-1].content) == {"timeout_secs": 3600}
+    assert (sb.expires_at, sb.on_timeout) == ("2026-12-03T15:17:50Z", "delete")
+    sb.refresh()
+    assert (sb.expires_at, sb.on_timeout) == (None, None), "fields absent from the answer are cleared"
+    assert sb.logs() == "line 1\nline 2\n"
+    assert (seen[-1].method, seen[-1].url.path) == ("GET", "/v1/sandboxes/sbx-0123456789/logs")
+    assert seen[-1].url.params["tail"] == "200"
+    sb.logs(tail=5)
+    assert seen[-1].url.query == b"tail=5"
+    m = sb.metrics()
+    assert isinstance(m, shoal.SandboxMetrics) and seen[-1].url.path == "/v1/sandboxes/sbx-0123456789/metrics"
+    assert (m.cpu_usage_ns, m.memory_bytes, m.memory_limit_bytes, m.pids, m.disk_bytes) == (123, 4096, 268435456, 2, 10)
+    assert m.interfaces == [shoal.InterfaceMetrics("eth0", "net-aaaaaaaaaa", 1, 2, 3, 4)]
+    bare = shoal.SandboxMetrics._from_json({**metrics, "cpu_usage_ns": None, "pids": None, "interfaces": []})
+    assert (bare.cpu_usage_ns, bare.pids, bare.interfaces) == (None, None, [])
+
+    n = len(seen)
+    bad_secs_list: list[Any] = [0, -5, 2.5]
+    for bad_secs in bad_secs_list:
+        with pytest.raises(ValueError, match="seconds"):
+            sb.set_timeout(bad_secs)
+    with pytest.raises(ValueError, match="tail"):
+        sb.logs(-1)
+    assert len(seen) == n
+
+
+@pytest.mark.asyncio
+async def test_async_lifecycle_requests() -> None:
+    seen: list[tuple[str, str, Any]] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        seen.append((req.method, req.url.path, json.loads(req.content) if req.content else None))
+        p = req.url.path
+        if p.endswith("/logs"):
+            return httpx.Response(200, json={"log": "hi\n"})
+        if p.endswith("/metrics"):
+            return httpx.Response(200, json={"disk_bytes": 0, "interfaces": []})
+        state = {"stop": "stopped"}.get(p.rsplit("/", 1)[-1], "running")
+        return httpx.Response(200, json={**SANDBOX, "state": state, "expires_at": "t", "on_timeout": "stop"})
+
+    transport = httpx.MockTransport(handler)
+    async with AsyncShoal("http://shoal.test", "k", http_client=httpx.AsyncClient(transport=transport)) as c:
+        sb = await c.sandboxes.get("api")
+        assert (await sb.stop()) is sb and sb.state == "stopped"
+        assert (await sb.start()).state == "running"
+        assert (await sb.set_timeout(60)).on_timeout == "stop"
+        assert await sb.logs(tail=1) == "hi\n"
+        m = await sb.metrics()
+        assert (m.cpu_usage_ns, m.memory_bytes, m.pids, m.disk_bytes, m.interfaces) == (None, None, None, 0, [])
+    base = "/v1/sandboxes/sbx-0123456789"
+    assert seen[1:] == [
+        ("POST", f"{base}/stop", None),
+        ("POST", f"{base}/start", None),
+        ("POST", f"{base}/timeout", {"timeout_secs": 60}),
+        ("GET", f"{base}/logs", None),
+        ("GET", f"{base}/metrics", None),
+    ]
+
+
 # -- errors -------------------------------------------------------------------------------------
 
 
@@ -179,6 +359,7 @@ def test_request_shapes() -> None:
         (404, "not_found", NotFound),
         (409, "conflict", Conflict),
         (415, "invalid_argument", InvalidArgument),
+        (405, "method_not_allowed", ShoalError),
         (422, "invalid_argument", InvalidArgument),
         (500, "internal", ServerError),
         (418, "teapot", ShoalError),

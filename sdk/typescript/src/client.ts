@@ -1,5 +1,6 @@
 import { resolveConfig } from "./config.js";
 import { Sandbox } from "./sandbox.js";
+import { ValidationError } from "./errors.js";
 import { Transport, seg } from "./transport.js";
 import type { Health, Image, Member, Network, NetworkCreate, SandboxCreate, SandboxData, Shape } from "./types.js";
 
@@ -20,6 +21,18 @@ export interface ShoalClientOptions {
   retryBaseMs?: number;
   /** A `fetch` implementation (default: the platform's `globalThis.fetch`). */
   fetch?: typeof fetch;
+}
+
+export interface CreateSandboxOptions {
+  /**
+   * The create's `Idempotency-Key` (1-255 printable ASCII characters, no spaces). A create sent
+   * again with the same key and the same request answers with the sandbox the first one made
+   * (waiting for it if that create is still running) instead of making a second; the same key
+   * with a different request is refused (422). Default: a random UUID for each `createSandbox`
+   * call, so that the SDK's own retries of that call never make two sandboxes. Pass your own
+   * (e.g. a job id) to make retries across calls or processes safe too.
+   */
+  idempotencyKey?: string;
 }
 
 export interface DeleteNetworkOptions {
@@ -95,9 +108,16 @@ export class ShoalClient {
     this.networks = new Networks(this.#t);
   }
 
-  /** Creates a sandbox and answers once it runs (HTTP 201). */
-  async createSandbox(req: SandboxCreate): Promise<Sandbox> {
-    return new Sandbox(this.#t, await this.#t.call<SandboxData>("POST", "/v1/sandboxes", { body: req }));
+  /**
+   * Creates a sandbox and answers once it runs (HTTP 201; 200 when the server replays the
+   * sandbox an earlier create with the same `idempotencyKey` made). Safe to retry: every call
+   * sends an `Idempotency-Key` (see {@link CreateSandboxOptions.idempotencyKey}).
+   */
+  async createSandbox(req: SandboxCreate, opts: CreateSandboxOptions = {}): Promise<Sandbox> {
+    const key = opts.idempotencyKey ?? globalThis.crypto.randomUUID();
+    checkIdempotencyKey(key);
+    const data = await this.#t.call<SandboxData>("POST", "/v1/sandboxes", { body: req, headers: { "idempotency-key": key } });
+    return new Sandbox(this.#t, data);
   }
 
   async getSandbox(idOrName: string): Promise<Sandbox> {
@@ -127,6 +147,17 @@ export class ShoalClient {
   /** `GET /v1/health` (needs a valid key, so it also checks the key). */
   async health(): Promise<Health> {
     return this.#t.call<Health>("GET", "/v1/health");
+  }
+}
+
+/** What the server accepts as an `Idempotency-Key`: 1-255 printable ASCII characters (no space). */
+function checkIdempotencyKey(key: string): void {
+  if (typeof key !== "string" || !/^[\x21-\x7e]{1,255}$/.test(key)) {
+    throw new ValidationError({
+      status: 0,
+      code: "invalid_argument",
+      message: `idempotencyKey must be 1-255 printable ASCII characters without spaces, not ${JSON.stringify(key)}`,
+    });
   }
 }
 

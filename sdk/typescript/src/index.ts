@@ -12,7 +12,7 @@
  */
 
 export { ShoalClient, Networks } from "./client.js";
-export type { ShoalClientOptions, DeleteNetworkOptions } from "./client.js";
+export type { ShoalClientOptions, CreateSandboxOptions, DeleteNetworkOptions } from "./client.js";
 export { Sandbox } from "./sandbox.js";
 export type { CommandResult, RunCommandOptions, NetworkLike } from "./sandbox.js";
 export {

@@ -26,6 +26,8 @@ export interface CallOptions {
   timeoutMs?: number;
   /** Cancels the call (also while it waits between retries). */
   signal?: AbortSignal | undefined;
+  /** Extra request headers, sent with every attempt (e.g. `idempotency-key`). */
+  headers?: Record<string, string>;
 }
 
 /** Most a wait between two retries lasts, also when the server's `Retry-After` asks for more. */
@@ -38,6 +40,7 @@ export class Transport {
     const what = `${method} ${path}`;
     const url = this.opts.url + path;
     const headers: Record<string, string> = {
+      ...call.headers,
       authorization: `Bearer ${this.opts.apiKey}`,
       accept: "application/json",
     };

@@ -76,10 +76,49 @@ describe("against a real Shoal", () => {
       return true;
     });
     await assert.rejects(client.createSandbox({ rootfs: "nosuchimage:9" }), (e) => e instanceof ValidationError && e.status === 422);
-    await assert.rejects(client.createSandbox({ rootfs: "busybox:1", shape: SHAPE, networks: [{ name: "ts-no-such-net" }] }), NotFoundError);
+    // A network named in the body that does not exist makes the body invalid (422, not 404).
+    await assert.rejects(client.createSandbox({ rootfs: "busybox:1", shape: SHAPE, networks: [{ name: "ts-no-such-net" }] }), (e) => {
+      assert.ok(e instanceof ValidationError, e.name);
+      assert.equal(e.status, 422);
+      assert.match(e.message, /ts-no-such-net/);
+      return true;
+    });
     // (other test files may run at the same time: look only at this file's sandboxes)
     const ours = (await client.listSandboxes()).filter((s) => s.name.startsWith("ts-") || s.networks.some((n) => n.network_name.startsWith("ts-")));
     assert.deepEqual(ours.map((s) => s.name), ["ts-sb1"], "refused creates left nothing behind");
+  });
+
+  test("createSandbox with an idempotencyKey: retries get the same sandbox, only one exists", async () => {
+    const key = `ts-job-${Math.random().toString(36).slice(2)}`;
+    // Marked by an env var: other test files create sandboxes at the same time.
+    const req = { rootfs: "busybox:1", shape: SHAPE, env: { IDEM: key }, timeout_secs: 600, on_timeout: "stop" };
+    const ours = async () => (await client.listSandboxes()).filter((s) => s.env.IDEM === key);
+    // Two at once (the second waits for the first's create), then one more afterwards.
+    const [a, b] = await Promise.all([client.createSandbox(req, { idempotencyKey: key }), client.createSandbox(req, { idempotencyKey: key })]);
+    const c = await client.createSandbox({ ...req }, { idempotencyKey: key });
+    try {
+      assert.match(a.id, /^sbx-/);
+      assert.deepEqual([b.id, c.id], [a.id, a.id]);
+      assert.equal(c.state, "running");
+      assert.equal(c.on_timeout, "stop");
+      assert.ok(c.expires_at && Date.parse(c.expires_at) > Date.now() + 500 * 1000, c.expires_at);
+      assert.deepEqual((await ours()).map((s) => s.id), [a.id], "one sandbox");
+      // The same key for a different request is refused, and makes nothing.
+      await assert.rejects(client.createSandbox({ ...req, env: { IDEM: key, OTHER: "1" } }, { idempotencyKey: key }), (e) => {
+        assert.ok(e instanceof ValidationError, e.name);
+        assert.equal(e.status, 422);
+        assert.match(e.message, /Idempotency-Key/);
+        return true;
+      });
+      // Without a key of their own, two calls are two creates (each with its own automatic key).
+      const d = await client.createSandbox(req);
+      assert.notEqual(d.id, a.id);
+      await d.delete();
+      assert.deepEqual((await ours()).map((s) => s.id), [a.id]);
+    } finally {
+      await a.delete();
+    }
+    assert.deepEqual(await ours(), []);
   });
 
   test("runCommand: stdout, stderr, exit code, env, cwd, stdin, timeout", async () => {

@@ -86,6 +86,7 @@ describe("transport", () => {
       [401, "unauthorized", AuthError],
       [404, "not_found", NotFoundError],
       [409, "conflict", ConflictError],
+      [405, "method_not_allowed", ShoalError],
       [422, "invalid_argument", ValidationError],
       [500, "internal", ShoalError],
     ];
@@ -119,6 +120,43 @@ describe("transport", () => {
     api.set(busy, (res) => reply(res, 201, { id: "net-2", name: "b", cidr: "c", created_at: "t", members: [] }));
     await client.networks.create({ name: "b" });
     assert.deepEqual(api.requests.map((r) => r.body), ['{"name":"b"}', '{"name":"b"}']);
+  });
+
+  test("createSandbox sends an Idempotency-Key: a new UUID per call, the same on each 503 retry", async () => {
+    const busy = err(503, "unavailable", "busy");
+    api.set(busy, busy, (res) => reply(res, 201, sbxBody()), (res) => reply(res, 201, sbxBody()));
+    const sb = await client.createSandbox({ rootfs: "busybox:1" });
+    assert.equal(sb.id, "sbx-1");
+    await client.createSandbox({ rootfs: "busybox:1" });
+    const keys = api.requests.map((r) => r.headers["idempotency-key"]);
+    assert.equal(keys.length, 4);
+    assert.match(keys[0], /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    assert.deepEqual(keys.slice(0, 3), [keys[0], keys[0], keys[0]], "the retries of one call reuse its key");
+    assert.notEqual(keys[3], keys[0], "another call, another key");
+    assert.deepEqual(api.requests.map((r) => r.body), Array(4).fill('{"rootfs":"busybox:1"}'));
+
+    // Only creates carry one.
+    api.set((res) => reply(res, 200, sbxBody()), (res) => reply(res, 201, { id: "net-1", name: "a", cidr: "c", created_at: "t", members: [] }));
+    await client.getSandbox("n");
+    await client.networks.create({ name: "a" });
+    assert.deepEqual(api.requests.map((r) => r.headers["idempotency-key"]), [undefined, undefined]);
+  });
+
+  test("createSandbox sends the caller's idempotencyKey; a replay (200) is a Sandbox too; bad keys are refused here", async () => {
+    const busy = err(503, "unavailable", "busy");
+    api.set(busy, (res) => reply(res, 200, sbxBody()));
+    const sb = await client.createSandbox({ rootfs: "busybox:1" }, { idempotencyKey: "job-42" });
+    assert.equal(sb.id, "sbx-1");
+    assert.deepEqual(api.requests.map((r) => r.headers["idempotency-key"]), ["job-42", "job-42"]);
+
+    api.set();
+    for (const bad of ["", "has space", "tab\t", "é", "k".repeat(256)]) {
+      await assert.rejects(client.createSandbox({ rootfs: "busybox:1" }, { idempotencyKey: bad }), (e) => e instanceof ValidationError && e.status === 0 && /idempotencyKey/.test(e.message));
+    }
+    assert.equal(api.requests.length, 0, "nothing was sent");
+    api.set((res) => reply(res, 201, sbxBody()));
+    await client.createSandbox({ rootfs: "busybox:1" }, { idempotencyKey: "~".repeat(255) });
+    assert.equal(api.requests[0].headers["idempotency-key"], "~".repeat(255));
   });
 
   test("503 after all retries is an UnavailableError; Retry-After is honoured", async () => {

@@ -12,7 +12,18 @@ from typing import Any
 
 import httpx
 
-from ._base import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, Call, ClientCore, TimeoutTypes, create_body, network_ref, seg
+from ._base import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    Call,
+    ClientCore,
+    TimeoutTypes,
+    create_body,
+    logs_params,
+    network_ref,
+    seg,
+    whole_seconds,
+)
 from ._errors import CommandError, NotFound, ShoalError
 from ._models import (
     CommandResult,
@@ -22,6 +33,7 @@ from ._models import (
     Network,
     NetworkRef,
     SandboxInfo,
+    SandboxMetrics,
     SandboxRef,
     Shape,
     network_key,
@@ -64,7 +76,7 @@ class AsyncShoal(ClientCore):
                     self.url + call.path,
                     json=call.json,
                     params=call.params,
-                    headers=self._headers,
+                    headers=self._request_headers(call),
                     timeout=call.timeout or self._timeout,
                 )
             except httpx.HTTPError as e:
@@ -167,17 +179,22 @@ class AsyncSandboxes:
         shape: str | None = None,
         networks: Sequence[NetworkRef] | NetworkRef | None = None,
         env: Mapping[str, object] | None = None,
+        timeout_secs: int | None = None,
+        on_timeout: str | None = None,
+        idempotency_key: str | None = None,
     ) -> SandboxCreation:
         """Creates a sandbox from the image ``rootfs`` and returns once it is ready.
 
         ``sb = await client.sandboxes.create(...)``, or
         ``async with client.sandboxes.create(...) as sb:`` to delete it when the block ends.
-        See :meth:`Sandboxes.create` for the arguments.
+        See :meth:`Sandboxes.create` for the arguments (``idempotency_key``: the key is fixed when
+        ``create`` is called, so awaiting the same result twice gives the same sandbox).
         """
-        body = create_body(rootfs, name, shape, networks, env)
+        body = create_body(rootfs, name, shape, networks, env, timeout_secs, on_timeout)
+        call = self._c._create_call(body, idempotency_key)
 
         async def make() -> AsyncSandbox:
-            return AsyncSandbox._from_json(await self._c._send(Call("POST", "/v1/sandboxes", json=body)), self._c)
+            return AsyncSandbox._from_json(await self._c._send(call), self._c)
 
         return SandboxCreation(make)
 
@@ -241,6 +258,31 @@ class AsyncSandbox(SandboxInfo):
         path = f"/v1/sandboxes/{seg(self.id)}/networks/{seg(network_key(network))}"
         self._update(await self.client._send(Call("DELETE", path)))
         return self
+
+    async def stop(self) -> AsyncSandbox:
+        """Stops the sandbox's processes, keeping its filesystem and addresses; updates and returns self."""
+        self._update(await self.client._send(Call("POST", f"/v1/sandboxes/{seg(self.id)}/stop")))
+        return self
+
+    async def start(self) -> AsyncSandbox:
+        """Starts a stopped sandbox again on its kept filesystem; updates and returns self."""
+        self._update(await self.client._send(Call("POST", f"/v1/sandboxes/{seg(self.id)}/start")))
+        return self
+
+    async def set_timeout(self, seconds: int) -> AsyncSandbox:
+        """Makes the sandbox expire ``seconds`` from now; updates and returns self."""
+        body = {"timeout_secs": whole_seconds("seconds", seconds)}
+        self._update(await self.client._send(Call("POST", f"/v1/sandboxes/{seg(self.id)}/timeout", json=body)))
+        return self
+
+    async def logs(self, tail: int = 200) -> str:
+        """The last ``tail`` lines of the sandbox's console (the output of its PID 1)."""
+        path = f"/v1/sandboxes/{seg(self.id)}/logs"
+        return str((await self.client._send(Call("GET", path, params=logs_params(tail))))["log"])
+
+    async def metrics(self) -> SandboxMetrics:
+        """CPU, memory, processes, disk use and per-interface traffic."""
+        return SandboxMetrics._from_json(await self.client._send(Call("GET", f"/v1/sandboxes/{seg(self.id)}/metrics")))
 
     async def refresh(self) -> AsyncSandbox:
         """Fetches the sandbox again; updates and returns self."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +26,9 @@ SERVER_EXEC_TIMEOUT = 60.0
 EXEC_SLACK = 30.0
 
 TimeoutTypes = float | httpx.Timeout | None
+
+#: What the server accepts as an ``Idempotency-Key``: 1-255 printable ASCII characters, no space.
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 
 def make_timeout(timeout: TimeoutTypes) -> httpx.Timeout:
@@ -48,12 +53,36 @@ def network_ref(network: NetworkRef) -> dict[str, str]:
     return {"id": key} if key.startswith("net-") else {"name": key}
 
 
+def whole_seconds(what: str, value: float) -> int:
+    """A positive whole number of seconds (the API takes integers)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value <= 0:
+        raise ValueError(f"{what} must be a positive whole number of seconds, not {value!r}")
+    return int(value)
+
+
+def idempotency_key(key: str | None) -> str:
+    """The caller's key, checked, or a fresh random UUID."""
+    if key is None:
+        return str(uuid.uuid4())
+    if not isinstance(key, str) or not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise ValueError(f"idempotency_key must be 1-255 printable ASCII characters without spaces, not {key!r}")
+    return key
+
+
+def logs_params(tail: int) -> dict[str, str]:
+    if isinstance(tail, bool) or not isinstance(tail, int) or tail < 0:
+        raise ValueError(f"tail must be a non-negative number of lines, not {tail!r}")
+    return {"tail": str(tail)}
+
+
 def create_body(
     rootfs: str,
     name: str | None,
     shape: str | None,
     networks: Sequence[NetworkRef] | NetworkRef | None,
     env: Mapping[str, object] | None,
+    timeout_secs: float | None = None,
+    on_timeout: str | None = None,
 ) -> dict[str, Any]:
     if not isinstance(rootfs, str) or not rootfs:
         raise ValueError('rootfs must name an image, e.g. rootfs="devbox:1" (see client.images())')
@@ -67,6 +96,10 @@ def create_body(
         body["networks"] = [network_ref(n) for n in refs]
     if env:
         body["env"] = {str(k): str(v) for k, v in env.items()}
+    if timeout_secs is not None:
+        body["timeout_secs"] = whole_seconds("timeout_secs", timeout_secs)
+    if on_timeout is not None:
+        body["on_timeout"] = on_timeout
     return body
 
 
@@ -77,6 +110,8 @@ class Call:
     json: Any = None
     params: dict[str, str] | None = None
     timeout: httpx.Timeout | None = None
+    #: Extra headers, sent with every attempt (retries included).
+    headers: dict[str, str] | None = None
 
 
 class ClientCore:
@@ -97,6 +132,15 @@ class ClientCore:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(url={self.url!r})"
+
+    def _request_headers(self, call: Call) -> dict[str, str]:
+        return {**self._headers, **call.headers} if call.headers else self._headers
+
+    @staticmethod
+    def _create_call(body: dict[str, Any], key: str | None) -> Call:
+        """``POST /v1/sandboxes`` with an ``Idempotency-Key`` (the caller's or a new UUID), so that
+        retrying it (the client's 503 retries, or the caller with the same key) makes one sandbox."""
+        return Call("POST", "/v1/sandboxes", json=body, headers={"Idempotency-Key": idempotency_key(key)})
 
     def _exec_call(
         self,

@@ -166,6 +166,57 @@ class Health:
 
 
 @dataclass
+class InterfaceMetrics:
+    """Traffic of one interface of a sandbox (counters since the interface was made)."""
+
+    ifname: str
+    network_id: str
+    rx_bytes: int
+    tx_bytes: int
+    rx_packets: int
+    tx_packets: int
+
+    @classmethod
+    def _from_json(cls, d: dict[str, Any]) -> InterfaceMetrics:
+        return cls(
+            ifname=d["ifname"],
+            network_id=d["network_id"],
+            rx_bytes=int(d.get("rx_bytes", 0)),
+            tx_bytes=int(d.get("tx_bytes", 0)),
+            rx_packets=int(d.get("rx_packets", 0)),
+            tx_packets=int(d.get("tx_packets", 0)),
+        )
+
+
+@dataclass
+class SandboxMetrics:
+    """What ``Sandbox.metrics()`` returns: a snapshot of the sandbox's resource use. The fields read
+    from its cgroup are ``None`` when the node cannot read them."""
+
+    #: CPU time used, in nanoseconds.
+    cpu_usage_ns: int | None
+    memory_bytes: int | None
+    memory_limit_bytes: int | None
+    #: Number of processes.
+    pids: int | None
+    #: Bytes written to the sandbox's own filesystem layer.
+    disk_bytes: int
+    #: One entry per interface (traffic as the sandbox sees it: ``rx`` is what it received).
+    interfaces: list[InterfaceMetrics] = field(default_factory=list)
+
+    @classmethod
+    def _from_json(cls, d: dict[str, Any]) -> SandboxMetrics:
+        return cls(
+            cpu_usage_ns=d.get("cpu_usage_ns"),
+            memory_bytes=d.get("memory_bytes"),
+            memory_limit_bytes=d.get("memory_limit_bytes"),
+            pids=d.get("pids"),
+            disk_bytes=int(d.get("disk_bytes", 0)),
+            interfaces=[InterfaceMetrics._from_json(i) for i in d.get("interfaces") or []],
+        )
+
+
+@dataclass
 class SandboxInfo:
     """The fields of a sandbox. :class:`shoal.Sandbox` and :class:`shoal.AsyncSandbox` add methods."""
 
@@ -173,7 +224,7 @@ class SandboxInfo:
     name: str
     shape: str
     rootfs: str
-    #: ``creating``, ``running``, ``failed`` or ``deleting``.
+    #: ``creating``, ``running``, ``stopping``, ``stopped``, ``failed`` or ``deleting``.
     state: str
     runtime: str
     created_at: str
@@ -182,6 +233,10 @@ class SandboxInfo:
     env: dict[str, str] = field(default_factory=dict)
     #: Why the sandbox is ``failed``; ``None`` otherwise.
     state_reason: str | None = None
+    #: When the sandbox expires (RFC 3339), if it has a timeout; ``None`` otherwise.
+    expires_at: str | None = None
+    #: What happens at expiry: ``delete`` or ``stop``; ``None`` without a timeout.
+    on_timeout: str | None = None
 
     @staticmethod
     def _fields(d: dict[str, Any]) -> dict[str, Any]:
@@ -196,6 +251,8 @@ class SandboxInfo:
             networks=[Nic._from_json(n) for n in d.get("networks") or []],
             env=dict(d.get("env") or {}),
             state_reason=d.get("state_reason"),
+            expires_at=d.get("expires_at"),
+            on_timeout=d.get("on_timeout"),
         )
 
     def _update(self, d: dict[str, Any]) -> None:

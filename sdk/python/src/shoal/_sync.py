@@ -12,7 +12,18 @@ from typing import Any
 
 import httpx
 
-from ._base import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, Call, ClientCore, TimeoutTypes, create_body, network_ref, seg
+from ._base import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    Call,
+    ClientCore,
+    TimeoutTypes,
+    create_body,
+    logs_params,
+    network_ref,
+    seg,
+    whole_seconds,
+)
 from ._errors import CommandError, NotFound, ShoalError
 from ._models import (
     CommandResult,
@@ -22,6 +33,7 @@ from ._models import (
     Network,
     NetworkRef,
     SandboxInfo,
+    SandboxMetrics,
     SandboxRef,
     Shape,
     network_key,
@@ -70,7 +82,7 @@ class Shoal(ClientCore):
                     self.url + call.path,
                     json=call.json,
                     params=call.params,
-                    headers=self._headers,
+                    headers=self._request_headers(call),
                     timeout=call.timeout or self._timeout,
                 )
             except httpx.HTTPError as e:
@@ -154,16 +166,26 @@ class Sandboxes:
         shape: str | None = None,
         networks: Sequence[NetworkRef] | NetworkRef | None = None,
         env: Mapping[str, object] | None = None,
+        timeout_secs: int | None = None,
+        on_timeout: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Sandbox:
         """Creates a sandbox from the image ``rootfs`` (``NAME:TAG``, e.g. ``devbox:1``) and returns
         once it is ready for :meth:`Sandbox.run`.
 
         ``networks`` are joined in order (``eth0``, ``eth1``, ...), each given as a :class:`Network`,
-        an id or a name. ``shape`` defaults to ``s-1vcpu-1gb`` on the server. Use the result as a
-        context manager to delete the sandbox when the block ends.
+        an id or a name. ``shape`` defaults to ``s-1vcpu-1gb`` on the server. ``timeout_secs`` gives
+        the sandbox a lifetime: at expiry it is deleted, or stopped with ``on_timeout="stop"``.
+        Use the result as a context manager to delete the sandbox when the block ends.
+
+        Every create sends an ``Idempotency-Key``: ``idempotency_key`` (1-255 printable ASCII
+        characters, no spaces), else a new random UUID. A create sent again with the same key and
+        the same arguments returns the sandbox the first one made instead of making another (the
+        client's own 503 retries reuse the key); the same key with other arguments is refused
+        (:class:`InvalidArgument`).
         """
-        body = create_body(rootfs, name, shape, networks, env)
-        return Sandbox._from_json(self._c._send(Call("POST", "/v1/sandboxes", json=body)), self._c)
+        body = create_body(rootfs, name, shape, networks, env, timeout_secs, on_timeout)
+        return Sandbox._from_json(self._c._send(self._c._create_call(body, idempotency_key)), self._c)
 
     def get(self, sandbox: SandboxRef) -> Sandbox:
         """One sandbox by id or name."""
@@ -234,6 +256,33 @@ class Sandbox(SandboxInfo):
         path = f"/v1/sandboxes/{seg(self.id)}/networks/{seg(network_key(network))}"
         self._update(self.client._send(Call("DELETE", path)))
         return self
+
+    def stop(self) -> Sandbox:
+        """Stops the sandbox's processes, keeping its filesystem and addresses (``state`` becomes
+        ``stopped``; :meth:`run` is then a :class:`Conflict`); updates and returns self."""
+        self._update(self.client._send(Call("POST", f"/v1/sandboxes/{seg(self.id)}/stop")))
+        return self
+
+    def start(self) -> Sandbox:
+        """Starts a stopped sandbox again on its kept filesystem; updates and returns self."""
+        self._update(self.client._send(Call("POST", f"/v1/sandboxes/{seg(self.id)}/start")))
+        return self
+
+    def set_timeout(self, seconds: int) -> Sandbox:
+        """Makes the sandbox expire ``seconds`` from now (extends or shortens its lifetime; see
+        ``expires_at`` and ``on_timeout``); updates and returns self."""
+        body = {"timeout_secs": whole_seconds("seconds", seconds)}
+        self._update(self.client._send(Call("POST", f"/v1/sandboxes/{seg(self.id)}/timeout", json=body)))
+        return self
+
+    def logs(self, tail: int = 200) -> str:
+        """The last ``tail`` lines of the sandbox's console (the output of its PID 1)."""
+        path = f"/v1/sandboxes/{seg(self.id)}/logs"
+        return str(self.client._send(Call("GET", path, params=logs_params(tail)))["log"])
+
+    def metrics(self) -> SandboxMetrics:
+        """CPU, memory, processes, disk use and per-interface traffic."""
+        return SandboxMetrics._from_json(self.client._send(Call("GET", f"/v1/sandboxes/{seg(self.id)}/metrics")))
 
     def refresh(self) -> Sandbox:
         """Fetches the sandbox again (state, networks, ...); updates and returns self."""
