@@ -238,3 +238,142 @@ pub struct Health {
     pub status: String,
     pub version: String,
 }
+
+/// `POST /v1/sandboxes/{id}/exec/stream`: answered by NDJSON `ExecEvent` lines.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecStreamRequest {
+    pub cmd: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// Text written to stdin first.
+    #[serde(default)]
+    pub stdin: Option<String>,
+    /// Bytes (base64) written to stdin first; for binary input.
+    #[serde(default)]
+    pub stdin_base64: Option<String>,
+    /// Keep stdin open for `POST …/processes/{pid}/stdin` until it is closed there.
+    #[serde(default)]
+    pub keep_stdin_open: bool,
+    /// Kill the process group after this long (no limit when absent).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Keep running after the client disconnects; output kept in a ring buffer for reattach.
+    #[serde(default)]
+    pub background: bool,
+    /// Run on a pseudo-terminal of this size.
+    #[serde(default)]
+    pub pty: Option<PtySize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PtySize {
+    pub rows: u16,
+    pub cols: u16,
+}
+
+/// One line of an exec or attach stream. Output is base64 so that any bytes survive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ExecEvent {
+    Started { pid: u32 },
+    Stdout { data: String, #[serde(default, skip_serializing_if = "Option::is_none")] offset: Option<u64> },
+    Stderr { data: String, #[serde(default, skip_serializing_if = "Option::is_none")] offset: Option<u64> },
+    /// Output of a process on a pty (stdout and stderr are one terminal).
+    Pty { data: String, #[serde(default, skip_serializing_if = "Option::is_none")] offset: Option<u64> },
+    /// Nothing was printed for a while; the stream is alive.
+    Heartbeat,
+    Exit { exit_code: i32, signal: Option<i32>, timed_out: bool, duration_ms: u64 },
+    Error { code: String, message: String },
+}
+
+/// `POST /v1/sandboxes/{id}/processes/{pid}/stdin`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdinWrite {
+    #[serde(default)]
+    pub data: Option<String>,
+    #[serde(default)]
+    pub data_base64: Option<String>,
+    /// Close stdin after writing (EOF; ^D on a pty).
+    #[serde(default)]
+    pub close: bool,
+}
+
+/// `POST /v1/sandboxes/{id}/processes/{pid}/signal`: `SIGINT`, `SIGTERM`, `SIGKILL`, `SIGHUP`,
+/// `SIGQUIT`, `SIGUSR1`, `SIGUSR2` (with or without the `SIG` prefix) or a number.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalRequest {
+    pub signal: String,
+}
+
+/// `POST /v1/sandboxes/{id}/processes/{pid}/resize`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResizeRequest {
+    pub rows: u16,
+    pub cols: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    pub cmd: String,
+    pub args: Vec<String>,
+    pub started_at: String,
+    pub running: bool,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub timed_out: bool,
+    pub pty: bool,
+    /// Bytes printed so far (the last 1 MiB of them can be replayed).
+    pub output_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessList {
+    pub processes: Vec<ProcessInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileInfo {
+    pub name: String,
+    /// `file`, `dir`, `symlink` or `other`.
+    pub kind: String,
+    pub size: u64,
+    /// Permission bits, e.g. 420 (0644).
+    pub mode: u32,
+    pub modified_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileList {
+    pub path: String,
+    pub entries: Vec<FileInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MkdirRequest {
+    pub path: String,
+    #[serde(default)]
+    pub parents: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameRequest {
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WriteResult {
+    /// Bytes written (file upload) or tar bytes read (directory upload).
+    pub bytes: u64,
+}

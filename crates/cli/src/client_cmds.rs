@@ -169,7 +169,7 @@ pub async fn network(conn: Conn, cmd: NetworkCmd) -> anyhow::Result<()> {
             }
         }
         NetworkCmd::Attach { network, sandbox } => {
-            let s = c.attach(&sandbox, &network).await?;
+            let s = c.attach_network(&sandbox, &network).await?;
             if conn.json {
                 json(&s)
             } else {
@@ -181,7 +181,7 @@ pub async fn network(conn: Conn, cmd: NetworkCmd) -> anyhow::Result<()> {
             }
         }
         NetworkCmd::Detach { network, sandbox } => {
-            let s = c.detach(&sandbox, &network).await?;
+            let s = c.detach_network(&sandbox, &network).await?;
             if conn.json { json(&s) } else { println!("detached {} from {network}", s.name) }
         }
         NetworkCmd::Rm { network, force } => {

@@ -104,6 +104,9 @@ pub struct Node {
     /// The port policies programmed into nftables, so a full rebuild is always possible.
     ports: Mutex<BTreeMap<String, nft::PortPolicy>>,
     resolver: dns::server::Resolver,
+    /// Foreground exec streams by (sandbox, pid): stdin, signals and resizes for them travel on
+    /// their own connection (background processes take pid-addressed requests instead).
+    streams: Mutex<std::collections::HashMap<(String, u32), agent_client::AgentSender>>,
     _lock: File,
     _netns_lock: File,
 }
@@ -121,7 +124,7 @@ impl Node {
         let lock = lock_data_dir(&cfg.data_dir)?;
         let netns_lock = lock_netns()?;
         let oci = OciRuntime { binary: cfg.oci_runtime.clone(), state_root: cfg.data_dir.join("oci-state") };
-        let node = Node { images: ImageStore::new(cfg.images_dir.clone()), cfg, oci, ports: Mutex::new(BTreeMap::new()), resolver: Default::default(), _lock: lock, _netns_lock: netns_lock };
+        let node = Node { images: ImageStore::new(cfg.images_dir.clone()), cfg, oci, ports: Mutex::new(BTreeMap::new()), resolver: Default::default(), streams: Default::default(), _lock: lock, _netns_lock: netns_lock };
         Ok(node)
     }
 
@@ -337,11 +340,53 @@ impl Node {
     }
 
     pub fn exec(&self, id: &str, req: ExecRequest) -> Result<ExecResult, NodeError> {
+        Ok(agent_client::exec(&self.agent_socket(id)?, req)?)
+    }
+
+    fn agent_socket(&self, id: &str) -> Result<PathBuf, NodeError> {
         let socket = self.dirs(id).agent_socket();
         if !socket.exists() {
             return Err(NodeError::NotRunning(id.to_string()));
         }
-        Ok(agent_client::exec(&socket, req)?)
+        Ok(socket)
+    }
+
+    /// Opens a stream to the sandbox's agent (exec streams, attach, file transfers).
+    pub fn agent_stream(&self, id: &str, first: &shoal_agent_proto::Request) -> Result<agent_client::AgentConn, NodeError> {
+        Ok(agent_client::AgentConn::open(&self.agent_socket(id)?, first)?)
+    }
+
+    /// One request, one answer (an `Error` answer becomes `AgentError::Refused`).
+    pub fn agent_request(&self, id: &str, req: &shoal_agent_proto::Request) -> Result<shoal_agent_proto::Response, NodeError> {
+        Ok(agent_client::request(&self.agent_socket(id)?, req)?)
+    }
+
+    pub fn register_stream(&self, id: &str, pid: u32, sender: agent_client::AgentSender) {
+        self.streams.lock().unwrap().insert((id.to_string(), pid), sender);
+    }
+
+    pub fn unregister_stream(&self, id: &str, pid: u32) {
+        self.streams.lock().unwrap().remove(&(id.to_string(), pid));
+    }
+
+    /// Delivers a control frame (`Stdin`, `CloseStdin`, `Signal`, `Resize`; its `pid` field is
+    /// filled in here) to process `pid`: on its own stream when it is a foreground exec, else as
+    /// a pid-addressed request to the agent (background processes).
+    pub fn control_process(&self, id: &str, pid: u32, frame: shoal_agent_proto::Request) -> Result<(), NodeError> {
+        use shoal_agent_proto::Request as R;
+        let sender = self.streams.lock().unwrap().get(&(id.to_string(), pid)).cloned();
+        if let Some(s) = sender {
+            return Ok(s.send(&frame)?);
+        }
+        let addressed = match frame {
+            R::Stdin { data, .. } => R::Stdin { pid: Some(pid), data },
+            R::CloseStdin { .. } => R::CloseStdin { pid: Some(pid) },
+            R::Signal { signal, .. } => R::Signal { pid: Some(pid), signal },
+            R::Resize { rows, cols, .. } => R::Resize { pid: Some(pid), rows, cols },
+            other => other,
+        };
+        self.agent_request(id, &addressed)?;
+        Ok(())
     }
 
     /// After a (re)start: rebuilds the nftables table, re-adopts or repairs every sandbox that

@@ -117,11 +117,11 @@ impl Client {
         Ok(self.call::<(), MemberList>(Method::GET, &format!("/v1/networks/{}/members", enc(network)), None).await?.members)
     }
     /// Plugs a running sandbox into a network (name or id); returns the updated sandbox.
-    pub async fn attach(&self, sandbox: &str, network: &str) -> Result<Sandbox> {
+    pub async fn attach_network(&self, sandbox: &str, network: &str) -> Result<Sandbox> {
         let r = NetworkRef { id: None, name: Some(network.to_string()) };
         self.call(Method::POST, &format!("/v1/sandboxes/{}/networks", enc(sandbox)), Some(&r)).await
     }
-    pub async fn detach(&self, sandbox: &str, network: &str) -> Result<Sandbox> {
+    pub async fn detach_network(&self, sandbox: &str, network: &str) -> Result<Sandbox> {
         self.call::<(), _>(Method::DELETE, &format!("/v1/sandboxes/{}/networks/{}", enc(sandbox), enc(network)), None).await
     }
 
@@ -189,4 +189,130 @@ fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| if b.is_ascii_alphanumeric() || b"-_.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
         .collect()
+}
+
+/// The events of a streaming exec or an attach, read line by line as they arrive.
+pub struct EventStream {
+    resp: reqwest::Response,
+    buf: Vec<u8>,
+}
+
+impl EventStream {
+    /// The next event; `None` once the server closed the stream (after `Exit`).
+    pub async fn next(&mut self) -> Result<Option<ExecEvent>> {
+        loop {
+            if let Some(nl) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=nl).collect();
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                let ev = serde_json::from_slice(&line).map_err(|e| Error::Config(format!("unreadable stream event: {e}")))?;
+                return Ok(Some(ev));
+            }
+            match self.resp.chunk().await? {
+                Some(chunk) => self.buf.extend_from_slice(&chunk),
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+impl Client {
+    async fn send_raw(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let resp = req.bearer_auth(&self.api_key).send().await.map_err(|e| if e.is_connect() { Error::Connect { url: self.base.clone(), source: e } } else { Error::Http(e) })?;
+        Self::check(resp).await
+    }
+
+    fn sandbox_url(&self, sandbox: &str, rest: &str) -> String {
+        format!("{}/v1/sandboxes/{}{rest}", self.base, enc(sandbox))
+    }
+
+    /// Starts a command and streams its output (`Started`, output events, `Exit`).
+    pub async fn exec_stream(&self, sandbox: &str, req: &ExecStreamRequest) -> Result<EventStream> {
+        let resp = self.send_raw(self.http.post(self.sandbox_url(sandbox, "/exec/stream")).json(req)).await?;
+        Ok(EventStream { resp, buf: Vec::new() })
+    }
+
+    /// Streams a background process's output; `from_start` replays what its buffer kept.
+    pub async fn attach(&self, sandbox: &str, pid: u32, from_start: bool) -> Result<EventStream> {
+        let url = self.sandbox_url(sandbox, &format!("/processes/{pid}/output?from_start={from_start}"));
+        let resp = self.send_raw(self.http.get(url)).await?;
+        Ok(EventStream { resp, buf: Vec::new() })
+    }
+
+    pub async fn processes(&self, sandbox: &str) -> Result<Vec<ProcessInfo>> {
+        Ok(self.send_raw(self.http.get(self.sandbox_url(sandbox, "/processes"))).await?.json::<ProcessList>().await?.processes)
+    }
+
+    pub async fn write_stdin(&self, sandbox: &str, pid: u32, w: &StdinWrite) -> Result<()> {
+        self.send_raw(self.http.post(self.sandbox_url(sandbox, &format!("/processes/{pid}/stdin"))).json(w)).await.map(|_| ())
+    }
+
+    pub async fn signal(&self, sandbox: &str, pid: u32, signal: &str) -> Result<()> {
+        let body = SignalRequest { signal: signal.to_string() };
+        self.send_raw(self.http.post(self.sandbox_url(sandbox, &format!("/processes/{pid}/signal"))).json(&body)).await.map(|_| ())
+    }
+
+    pub async fn resize(&self, sandbox: &str, pid: u32, rows: u16, cols: u16) -> Result<()> {
+        let body = ResizeRequest { rows, cols };
+        self.send_raw(self.http.post(self.sandbox_url(sandbox, &format!("/processes/{pid}/resize"))).json(&body)).await.map(|_| ())
+    }
+
+    pub async fn kill_process(&self, sandbox: &str, pid: u32) -> Result<()> {
+        self.send_raw(self.http.delete(self.sandbox_url(sandbox, &format!("/processes/{pid}")))).await.map(|_| ())
+    }
+
+    fn path_query(path: &str) -> String {
+        path.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_./~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+    }
+
+    pub async fn stat(&self, sandbox: &str, path: &str) -> Result<FileInfo> {
+        Ok(self.send_raw(self.http.get(self.sandbox_url(sandbox, &format!("/files/stat?path={}", Self::path_query(path))))).await?.json().await?)
+    }
+
+    pub async fn list_files(&self, sandbox: &str, path: &str) -> Result<Vec<FileInfo>> {
+        let r: FileList = self.send_raw(self.http.get(self.sandbox_url(sandbox, &format!("/files?path={}", Self::path_query(path))))).await?.json().await?;
+        Ok(r.entries)
+    }
+
+    pub async fn mkdir(&self, sandbox: &str, path: &str, parents: bool) -> Result<()> {
+        let body = MkdirRequest { path: path.to_string(), parents };
+        self.send_raw(self.http.post(self.sandbox_url(sandbox, "/files/mkdir")).json(&body)).await.map(|_| ())
+    }
+
+    pub async fn remove_file(&self, sandbox: &str, path: &str, recursive: bool) -> Result<()> {
+        let url = self.sandbox_url(sandbox, &format!("/files?path={}&recursive={recursive}", Self::path_query(path)));
+        self.send_raw(self.http.delete(url)).await.map(|_| ())
+    }
+
+    pub async fn rename_file(&self, sandbox: &str, from: &str, to: &str) -> Result<()> {
+        let body = RenameRequest { from: from.to_string(), to: to.to_string() };
+        self.send_raw(self.http.post(self.sandbox_url(sandbox, "/files/rename")).json(&body)).await.map(|_| ())
+    }
+
+    /// Streams a file (or, with `tar`, a directory as a tar archive) out of the sandbox into
+    /// `out`, chunk by chunk; returns the number of bytes.
+    pub async fn download<W: tokio::io::AsyncWrite + Unpin>(&self, sandbox: &str, path: &str, tar: bool, out: &mut W) -> Result<u64> {
+        use tokio::io::AsyncWriteExt;
+        let what = if tar { "tar" } else { "content" };
+        let mut resp = self.send_raw(self.http.get(self.sandbox_url(sandbox, &format!("/files/{what}?path={}", Self::path_query(path))))).await?;
+        let mut n = 0u64;
+        while let Some(chunk) = resp.chunk().await? {
+            out.write_all(&chunk).await.map_err(|e| Error::Config(format!("writing the download: {e}")))?;
+            n += chunk.len() as u64;
+        }
+        out.flush().await.map_err(|e| Error::Config(format!("writing the download: {e}")))?;
+        Ok(n)
+    }
+
+    /// Streams `body` into a file of the sandbox (or, with `tar`, extracts it as a tar archive
+    /// into the directory `path`); `mode` like 0o755.
+    pub async fn upload(&self, sandbox: &str, path: &str, tar: bool, mode: Option<u32>, body: reqwest::Body) -> Result<u64> {
+        let mut url = self.sandbox_url(sandbox, &format!("/files/{}?path={}", if tar { "tar" } else { "content" }, Self::path_query(path)));
+        if let Some(m) = mode {
+            url.push_str(&format!("&mode={m:o}"));
+        }
+        let r: WriteResult = self.send_raw(self.http.put(url).body(body)).await?.json().await?;
+        Ok(r.bytes)
+    }
 }

@@ -62,9 +62,21 @@ impl From<shoal_node::NodeError> for ApiError {
             N::Image(ImageError::NotFound(..)) => ApiError::unprocessable(e.to_string()),
             N::Image(ImageError::InvalidRef(..)) => ApiError::unprocessable(e.to_string()),
             N::NotRunning(_) => ApiError::conflict(e.to_string()),
-            N::Agent(shoal_node::agent_client::AgentError::Refused(m)) => ApiError::unprocessable(m.clone()),
+            N::Agent(shoal_node::agent_client::AgentError::Refused(kind, m)) => agent_refusal(*kind, m.clone()),
             _ => ApiError::internal(e.to_string()),
         }
+    }
+}
+
+/// The agent's error kinds as HTTP answers.
+pub fn agent_refusal(kind: shoal_agent_proto::ErrorKind, message: String) -> ApiError {
+    use shoal_agent_proto::ErrorKind as K;
+    match kind {
+        K::NotFound => ApiError::not_found(message),
+        K::PermissionDenied => ApiError::new(StatusCode::FORBIDDEN, "permission_denied", message),
+        K::Exists => ApiError::conflict(message),
+        K::Invalid | K::Other => ApiError::unprocessable(message),
+        K::Io => ApiError::internal(message),
     }
 }
 

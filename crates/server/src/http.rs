@@ -12,7 +12,7 @@ use axum::{middleware, Json, Router};
 use shoal_api::{ExecRequest, ImageList, NetworkCreate, NetworkList, SandboxCreate, SandboxList, ShapeList};
 
 use crate::error::ApiError;
-use crate::{auth, service, App};
+use crate::{auth, service, streams, App};
 
 type AppState = State<Arc<App>>;
 type ApiResult<T> = Result<T, ApiError>;
@@ -46,6 +46,19 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/sandboxes/{key}", get(get_sandbox).delete(delete_sandbox))
         .route("/sandboxes/{key}/exec", post(exec))
         .route("/sandboxes/{key}/networks", post(attach))
+        .route("/sandboxes/{key}/exec/stream", post(exec_stream))
+        .route("/sandboxes/{key}/processes", get(processes))
+        .route("/sandboxes/{key}/processes/{pid}", axum::routing::delete(kill))
+        .route("/sandboxes/{key}/processes/{pid}/output", get(attach_output))
+        .route("/sandboxes/{key}/processes/{pid}/stdin", post(stdin))
+        .route("/sandboxes/{key}/processes/{pid}/signal", post(signal))
+        .route("/sandboxes/{key}/processes/{pid}/resize", post(resize))
+        .route("/sandboxes/{key}/files", get(list_files).delete(remove_file))
+        .route("/sandboxes/{key}/files/stat", get(stat_file))
+        .route("/sandboxes/{key}/files/content", get(read_file).put(write_file))
+        .route("/sandboxes/{key}/files/mkdir", post(mkdir))
+        .route("/sandboxes/{key}/files/rename", post(rename))
+        .route("/sandboxes/{key}/files/tar", get(tar_download).put(tar_upload))
         .route("/sandboxes/{key}/stop", post(stop))
         .route("/sandboxes/{key}/start", post(start))
         .route("/sandboxes/{key}/timeout", post(set_timeout))
@@ -108,6 +121,116 @@ async fn attach(State(app): AppState, Path(key): Path<String>, Body(req): Body<s
 
 async fn detach(State(app): AppState, Path((key, net)): Path<(String, String)>) -> ApiResult<impl IntoResponse> {
     Ok(Json(service::detach(&app, &key, &net).await?))
+}
+
+// ---------------------------------------------------------------- streams, processes, files
+
+fn streamed(rx: tokio::sync::mpsc::Receiver<Vec<u8>>, content_type: &'static str) -> axum::response::Response {
+    use tokio_stream::StreamExt;
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, std::convert::Infallible>);
+    ([(axum::http::header::CONTENT_TYPE, content_type)], axum::body::Body::from_stream(stream)).into_response()
+}
+
+fn query_path(q: &HashMap<String, String>) -> ApiResult<String> {
+    let p = q.get("path").ok_or_else(|| ApiError::bad_request("missing `?path=` (an absolute path inside the sandbox)"))?;
+    streams::check_path(p)?;
+    Ok(p.clone())
+}
+
+fn query_u64(q: &HashMap<String, String>, name: &str) -> ApiResult<Option<u64>> {
+    q.get(name).map(|v| v.parse::<u64>().map_err(|_| ApiError::bad_request(format!("`{name}` must be a non-negative number, not `{v}`")))).transpose()
+}
+
+fn pid_of(s: &str) -> ApiResult<u32> {
+    s.parse().map_err(|_| ApiError::bad_request(format!("`{s}` is not a process id")))
+}
+
+async fn exec_stream(State(app): AppState, Path(key): Path<String>, Body(req): Body<shoal_api::ExecStreamRequest>) -> ApiResult<axum::response::Response> {
+    Ok(streamed(streams::exec_stream(&app, &key, req).await?, "application/x-ndjson"))
+}
+
+async fn processes(State(app): AppState, Path(key): Path<String>) -> ApiResult<Json<shoal_api::ProcessList>> {
+    Ok(Json(shoal_api::ProcessList { processes: streams::processes(&app, &key).await? }))
+}
+
+async fn attach_output(State(app): AppState, Path((key, pid)): Path<(String, String)>, Query(q): Query<HashMap<String, String>>) -> ApiResult<axum::response::Response> {
+    let from_start = flag(&q, "from_start")?;
+    Ok(streamed(streams::attach(&app, &key, pid_of(&pid)?, from_start).await?, "application/x-ndjson"))
+}
+
+async fn stdin(State(app): AppState, Path((key, pid)): Path<(String, String)>, Body(req): Body<shoal_api::StdinWrite>) -> ApiResult<StatusCode> {
+    streams::write_stdin(&app, &key, pid_of(&pid)?, req).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn signal(State(app): AppState, Path((key, pid)): Path<(String, String)>, Body(req): Body<shoal_api::SignalRequest>) -> ApiResult<StatusCode> {
+    streams::signal(&app, &key, pid_of(&pid)?, &req.signal).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn resize(State(app): AppState, Path((key, pid)): Path<(String, String)>, Body(req): Body<shoal_api::ResizeRequest>) -> ApiResult<StatusCode> {
+    streams::resize(&app, &key, pid_of(&pid)?, req.rows, req.cols).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn kill(State(app): AppState, Path((key, pid)): Path<(String, String)>) -> ApiResult<StatusCode> {
+    streams::kill(&app, &key, pid_of(&pid)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_files(State(app): AppState, Path(key): Path<String>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Json<shoal_api::FileList>> {
+    let path = query_path(&q)?;
+    let entries = streams::list(&app, &key, &path).await?;
+    Ok(Json(shoal_api::FileList { path, entries }))
+}
+
+async fn stat_file(State(app): AppState, Path(key): Path<String>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Json<shoal_api::FileInfo>> {
+    Ok(Json(streams::stat(&app, &key, &query_path(&q)?).await?))
+}
+
+async fn read_file(State(app): AppState, Path(key): Path<String>, Query(q): Query<HashMap<String, String>>) -> ApiResult<axum::response::Response> {
+    let req = shoal_agent_proto::Request::ReadFile { path: query_path(&q)?, offset: query_u64(&q, "offset")?.unwrap_or(0), len: query_u64(&q, "len")? };
+    Ok(streamed(streams::download(&app, &key, req).await?, "application/octet-stream"))
+}
+
+async fn write_file(State(app): AppState, Path(key): Path<String>, Query(q): Query<HashMap<String, String>>, body: axum::body::Body) -> ApiResult<Json<shoal_api::WriteResult>> {
+    let mode = match q.get("mode") {
+        None => None,
+        Some(m) => Some(u32::from_str_radix(m.trim_start_matches("0o"), 8).ok().filter(|m| *m <= 0o7777).ok_or_else(|| {
+            ApiError::bad_request(format!("`mode` must be octal permission bits like 644 or 0755, not `{m}`"))
+        })?),
+    };
+    let req = shoal_agent_proto::Request::WriteFile { path: query_path(&q)?, mode, append: flag(&q, "append")? };
+    Ok(Json(shoal_api::WriteResult { bytes: streams::upload(&app, &key, req, body).await? }))
+}
+
+async fn mkdir(State(app): AppState, Path(key): Path<String>, Body(req): Body<shoal_api::MkdirRequest>) -> ApiResult<StatusCode> {
+    streams::check_path(&req.path)?;
+    streams::simple(&app, &key, shoal_agent_proto::Request::Mkdir { path: req.path, parents: req.parents }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn remove_file(State(app): AppState, Path(key): Path<String>, Query(q): Query<HashMap<String, String>>) -> ApiResult<StatusCode> {
+    let req = shoal_agent_proto::Request::Remove { path: query_path(&q)?, recursive: flag(&q, "recursive")? };
+    streams::simple(&app, &key, req).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn rename(State(app): AppState, Path(key): Path<String>, Body(req): Body<shoal_api::RenameRequest>) -> ApiResult<StatusCode> {
+    streams::check_path(&req.from)?;
+    streams::check_path(&req.to)?;
+    streams::simple(&app, &key, shoal_agent_proto::Request::Rename { from: req.from, to: req.to }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn tar_download(State(app): AppState, Path(key): Path<String>, Query(q): Query<HashMap<String, String>>) -> ApiResult<axum::response::Response> {
+    let req = shoal_agent_proto::Request::TarDownload { path: query_path(&q)? };
+    Ok(streamed(streams::download(&app, &key, req).await?, "application/x-tar"))
+}
+
+async fn tar_upload(State(app): AppState, Path(key): Path<String>, Query(q): Query<HashMap<String, String>>, body: axum::body::Body) -> ApiResult<Json<shoal_api::WriteResult>> {
+    let req = shoal_agent_proto::Request::TarUpload { path: query_path(&q)? };
+    Ok(Json(shoal_api::WriteResult { bytes: streams::upload(&app, &key, req, body).await? }))
 }
 
 async fn stop(State(app): AppState, Path(key): Path<String>) -> ApiResult<impl IntoResponse> {

@@ -7,6 +7,7 @@ pub mod http;
 pub mod ipam;
 pub mod service;
 pub mod store;
+pub mod streams;
 pub mod time;
 
 use std::sync::{Arc, Mutex};
