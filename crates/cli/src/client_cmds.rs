@@ -15,7 +15,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    fn client(&self) -> anyhow::Result<Client> {
+    pub fn client(&self) -> anyhow::Result<Client> {
         // clap hands over an empty SHOAL_URL/SHOAL_API_KEY as Some(""): treat it as unset.
         let non_empty = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
         let c = shoal_sdk::config::resolve(non_empty(&self.url), non_empty(&self.api_key))?;
@@ -112,18 +112,24 @@ pub struct ExecArgs {
     /// Working directory inside the sandbox.
     #[arg(long)]
     pub cwd: Option<String>,
-    /// Kill the command after this many seconds.
-    #[arg(long, default_value_t = 60)]
-    pub timeout: u64,
-    /// Send this process's stdin to the command.
+    /// Kill the command after this many seconds (0: no limit; background processes default to none).
+    #[arg(long)]
+    pub timeout: Option<u64>,
+    /// Keep stdin open and stream this terminal's input to the command.
     #[arg(long, short = 'i')]
     pub interactive: bool,
+    /// Run on a pseudo-terminal (use with -i for a shell: `shoal exec -it api -- bash`).
+    #[arg(long, short = 't')]
+    pub tty: bool,
+    /// Start in the background and print its pid; reattach with `shoal attach`.
+    #[arg(long, short = 'd')]
+    pub detach: bool,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
 }
 
-fn parse_env(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+pub fn parse_env(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     pairs
         .iter()
         .map(|p| match p.split_once('=') {
@@ -288,6 +294,9 @@ pub async fn sandbox(conn: Conn, cmd: SandboxCmd) -> anyhow::Result<()> {
 }
 
 pub async fn exec(conn: Conn, a: ExecArgs) -> anyhow::Result<()> {
+    if !conn.json {
+        return crate::stream_cmds::exec(conn.client()?, a).await;
+    }
     use std::io::{Read, Write};
     let c = conn.client()?;
     let mut command = a.command.into_iter();
@@ -299,7 +308,8 @@ pub async fn exec(conn: Conn, a: ExecArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let req = ExecRequest { cmd, args: command.collect(), env: parse_env(&a.env)?, cwd: a.cwd, stdin, timeout_ms: Some(a.timeout.saturating_mul(1000)) };
+    let timeout = a.timeout.unwrap_or(60);
+    let req = ExecRequest { cmd, args: command.collect(), env: parse_env(&a.env)?, cwd: a.cwd, stdin, timeout_ms: Some(timeout.saturating_mul(1000)) };
     let r = c.exec(&a.sandbox, &req).await?;
     if conn.json {
         json(&r);
@@ -308,7 +318,7 @@ pub async fn exec(conn: Conn, a: ExecArgs) -> anyhow::Result<()> {
     std::io::stdout().write_all(r.stdout.as_bytes())?;
     std::io::stderr().write_all(r.stderr.as_bytes())?;
     if r.timed_out {
-        eprintln!("shoal: the command ran longer than {} s and was killed (raise --timeout)", a.timeout);
+        eprintln!("shoal: the command ran longer than {timeout} s and was killed (raise --timeout)");
     }
     std::process::exit(r.exit_code);
 }

@@ -4,6 +4,7 @@ mod client_cmds;
 mod image_cmds;
 mod output;
 mod paths;
+mod stream_cmds;
 mod up;
 
 use std::path::PathBuf;
@@ -38,6 +39,34 @@ enum Cmd {
     Sandbox(client_cmds::SandboxCmd),
     /// Run a command in a sandbox and wait for it: `shoal exec api -- curl -s http://10.210.0.3:8080/`.
     Exec(client_cmds::ExecArgs),
+    /// List a sandbox's background processes (`shoal exec -d` starts one).
+    Ps { sandbox: String },
+    /// Follow a background process's output (Ctrl-C detaches; the process keeps running).
+    Attach {
+        sandbox: String,
+        pid: u32,
+        /// Replay the output kept so far (the last 1 MiB) first.
+        #[arg(long)]
+        from_start: bool,
+    },
+    /// Kill a process (SIGKILL to its process group), or send another signal with --signal.
+    Kill {
+        sandbox: String,
+        pid: u32,
+        /// e.g. SIGINT, SIGTERM, SIGHUP.
+        #[arg(long, short = 's')]
+        signal: Option<String>,
+    },
+    /// Work with files inside a sandbox.
+    #[command(subcommand)]
+    Files(stream_cmds::FilesCmd),
+    /// Copy a file (or with -r a directory) into or out of a sandbox: `shoal cp ./app api:/srv/app`.
+    Cp {
+        src: String,
+        dst: String,
+        #[arg(short = 'r', long)]
+        recursive: bool,
+    },
     /// Show a sandbox's console: the output of its PID 1 (the agent) and of the runtime.
     Logs {
         sandbox: String,
@@ -106,6 +135,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Exec(a) => client_cmds::exec(conn, a).await,
         Cmd::Shapes => client_cmds::shapes(conn).await,
         Cmd::Logs { sandbox, tail } => client_cmds::logs(conn, sandbox, tail).await,
+        Cmd::Ps { sandbox } => stream_cmds::ps(conn.client()?, &sandbox, conn.json).await,
+        Cmd::Attach { sandbox, pid, from_start } => stream_cmds::attach(conn.client()?, &sandbox, pid, from_start).await,
+        Cmd::Kill { sandbox, pid, signal } => {
+            let c = conn.client()?;
+            match signal {
+                Some(s) => c.signal(&sandbox, pid, &s).await?,
+                None => c.kill_process(&sandbox, pid).await?,
+            }
+            Ok(())
+        }
+        Cmd::Files(f) => stream_cmds::files(conn.client()?, f, conn.json).await,
+        Cmd::Cp { src, dst, recursive } => stream_cmds::cp(conn.client()?, &src, &dst, recursive).await,
         Cmd::Image(c) => image_cmds::run(c, conn.json),
         Cmd::Node(NodeCmd::Purge { dir, images, yes }) => up::purge(&dir, images, yes).await,
     }
