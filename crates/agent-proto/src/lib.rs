@@ -18,7 +18,7 @@
 //! | [`Request::Ping`] | - | [`Response::Pong`] |
 //! | [`Request::Exec`] | - | [`Response::Exec`] or `Error` |
 //! | [`Request::ExecStream`] | `Stdin`, `CloseStdin`, `Signal`, `Resize` (without `pid`) | `Started`, `Output`*, `Heartbeat`*, `Exited` (see below) |
-//! | [`Request::Attach`] | `Stdin`, `CloseStdin`, `Signal`, `Resize` (without `pid`) | `Output`* (replay, then live), `Heartbeat`*, `Exited` |
+//! | [`Request::Attach`] | `Stdin`, `CloseStdin`, `Signal`, `Resize` (without `pid`) | `Output`* (replay, then live), `Heartbeat`*, `Exited`; or `Error` (unknown pid) |
 //! | [`Request::Stdin`] / `CloseStdin` / `Signal` / `Resize` with a `pid` | - | `Ok` or `Error` |
 //! | [`Request::ListProcesses`] | - | [`Response::Processes`] |
 //! | [`Request::Forget`] | - | `Ok` or `Error` |
@@ -43,26 +43,37 @@
 //!   command that cannot be found or executed behaves like [`Request::Exec`]: no `Started`, one
 //!   `Output` on stderr (`shoal-agent: command not found: ...`) and `Exited` with 127 (not
 //!   found) or 126 (not executable).
-//! - After `Started`, the stream always ends with `Exited`. An `Error` frame in between answers
-//!   a control frame that could not be applied (e.g. `Resize` without a pty, `Stdin` after
-//!   `CloseStdin`) and does not end the stream.
+//! - After `Started`, the stream always ends with `Exited` (unless the client goes away). An
+//!   `Error` frame in between answers a control frame that could not be applied (malformed,
+//!   not a control op, `Resize` without a pty, `Stdin` after `CloseStdin`, a signal number
+//!   outside 1..=64, a signal after the exit) and does not end the stream.
 //! - Stdin: `stdin` bytes are written first; then, if `keep_stdin_open`, the client's `Stdin`
-//!   frames follow until `CloseStdin` (or until the client half-closes/closes its side);
-//!   otherwise stdin is closed after `stdin` (and is `/dev/null` when `stdin` is absent).
-//!   With a pty, `CloseStdin` sends the terminal's EOF character (^D) instead of closing.
+//!   frames follow until `CloseStdin` (for a foreground process also when the client
+//!   half-closes or closes its side); otherwise stdin is closed right after `stdin` (and is
+//!   `/dev/null` when `stdin` is absent). A `Stdin` frame is written to the process before
+//!   the next client frame is read (backpressure: a process that does not read its input
+//!   holds up the client's later frames, never its output).
+//! - With a pty, stdin is the terminal: "closing" it sends the terminal's EOF character (^D),
+//!   which is what `CloseStdin` (and the end of `stdin` without `keep_stdin_open`) does;
+//!   without `stdin` and `keep_stdin_open` the terminal simply gets no input. Input is echoed
+//!   and `\n` is output as `\r\n`, as on any terminal.
 //! - `Signal { signal }` sends the signal to the process group (with a pty also to the
-//!   terminal's foreground process group). `Resize` sets the pty size (TIOCSWINSZ).
+//!   terminal's foreground process group, like ^C would). `Resize` sets the pty size
+//!   (TIOCSWINSZ; the process gets SIGWINCH).
 //! - `timeout_ms` kills the process group with SIGKILL; `Exited` then says `timed_out: true`.
 //! - After the process exits its output is read until EOF (EIO on a pty), but for at most
-//!   100 ms: background children that keep the output open do not hold up `Exited`.
+//!   100 ms (then whatever is already buffered is taken without waiting): background children
+//!   that keep the output open do not hold up `Exited`, and nothing the process itself wrote
+//!   is lost.
 //! - Foreground (`background: false`): the process belongs to the connection; if the client
 //!   closes the connection, the process group is killed (SIGKILL).
 //! - Background (`background: true`): the process is registered in the agent's process table
 //!   under its pid and keeps running when the client disconnects; its output goes to a ring
 //!   buffer of [`RING_BUFFER_BYTES`] (oldest bytes dropped). After `Started` the connection
 //!   behaves exactly like an [`Request::Attach`] `from_start: true`, so the client may just
-//!   disconnect. Its `Output` frames carry `offset`. Only its own `timeout_ms` (if any) ever
-//!   kills it.
+//!   disconnect. Its `Output` frames carry `offset`. Neither a disconnect nor another
+//!   request's timeout affects it: only its own `timeout_ms` (if given), a `Signal`, or the
+//!   sandbox stopping.
 //!
 //! ## Background processes
 //!
@@ -73,7 +84,11 @@
 //!   together). A reader that sees an offset beyond what it has received missed that many
 //!   bytes (dropped from the ring before it read them). Several clients may attach at once.
 //! - `Stdin { pid: Some(..) }`, `CloseStdin`, `Signal`, `Resize` with a pid: standalone requests
-//!   answered by `Ok` or `Error`. `Stdin` answers once the bytes are written to the process.
+//!   answered by `Ok` or `Error` (`not_found`: no such background process; `invalid`: stdin
+//!   closed, process exited, no pty, ...). `Stdin` answers once the bytes are written to the
+//!   process (it waits up to 30 s for the process to read them). A background process's
+//!   stdin stays open (with `keep_stdin_open`) when its clients disconnect; only `CloseStdin`
+//!   closes it.
 //! - `ListProcesses`: every background process, running or finished, sorted by start time.
 //!   Finished ones stay listed (with their exit code) until `Forget { pid }`, or until more
 //!   than [`MAX_FINISHED_PROCESSES`] have finished (oldest dropped first). A new background
@@ -84,18 +99,21 @@
 //! Paths must be absolute; they are paths inside the sandbox (the agent serves them from
 //! inside). Payloads stream in chunks of at most [`DATA_CHUNK_BYTES`]; neither side ever needs
 //! a whole file in memory.
-//! - `ReadFile { path, offset, len }`: `Data` chunks, then `Done { size }` (bytes sent).
+//! - `ReadFile { path, offset, len }`: `Data` chunks, then `Done { size }` (bytes sent). A
+//!   read error after some `Data` ends the stream with `Error` instead of `Done`.
 //! - `WriteFile { path, mode, append }`, then `Data`* and `End` from the client: the data goes
 //!   to a temporary file in the same directory that is renamed over `path` at `End` (so readers
 //!   never see a half-written file), or is appended to `path` (created if missing) with
 //!   `append`. `mode` (permission bits) applies to the written file; without it a replaced file
-//!   keeps its mode and a new one gets 0644. If `path` is a symlink, its target is written.
+//!   keeps its mode (and owner) and a new one gets 0644. If `path` is a symlink, its target is
+//!   written. The directory must exist (`not_found` otherwise).
 //!   Answer: `Ok { bytes: Some(n) }`. On failure the agent answers `Error` at once and discards
 //!   the client's remaining frames up to `End`.
 //! - `Stat { path }` (does not follow a final symlink) → `Stat`; `List { path }` → `Entries`
 //!   sorted by name; `Mkdir { path, parents }` (like `mkdir -p` with `parents`: no error if it
 //!   exists); `Remove { path, recursive }` (a directory needs `recursive` unless empty; symlinks
-//!   are removed, never followed); `Rename { from, to }` (same filesystem only) → `Ok`.
+//!   are removed, never followed; `/` is refused); `Rename { from, to }` (same filesystem
+//!   only) → `Ok`. Names that are not UTF-8 are listed lossily.
 //! - `TarDownload { path }`: an uncompressed ustar archive as `Data` chunks, then `Done { size }`.
 //!   For a directory the entries are its contents, relative to it (`a.txt`, `sub/`, `sub/b`);
 //!   for anything else one entry named by its base name. Regular files, directories and
@@ -105,8 +123,10 @@
 //!   `path` (created if missing). Supports regular files, directories, symlinks, hard links,
 //!   GNU long names and pax `path`/`linkpath`/`size`. Entries that are absolute or whose `..`
 //!   components would leave `path`, or that would be written through a symlink, are refused
-//!   (`Error` kind `invalid`; what was extracted before stays). Answer: `Ok { bytes }` with
-//!   the number of tar bytes read.
+//!   (`Error` kind `invalid`; what was extracted before stays). An existing file or symlink
+//!   at an entry's path is replaced (never written through). Modes and mtimes are restored,
+//!   owners are not (everything belongs to the agent's user). Answer: `Ok { bytes }` with the
+//!   number of tar bytes read.
 //!
 //! # Versioning
 //!
@@ -118,7 +138,8 @@
 //! `features` (see [`FEATURES`]) and must not send a newer op to an agent that lacks the
 //! feature (an older agent answers an unknown op with `Error`). Renaming or removing a field,
 //! op or kind, changing a type or a default, or changing what a frame means is incompatible.
-//! `wire_format_is_stable` below holds committed snapshots of every frame.
+//! The `wire_format_*` tests below hold committed snapshots of every frame. (Additive on the
+//! wire is not always additive in Rust: match struct variants with `..`.)
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};

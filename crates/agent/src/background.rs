@@ -70,8 +70,12 @@ impl Ring {
         self.buffered += data.len();
         while self.buffered > self.cap || self.chunks.len() > MAX_CHUNKS {
             let excess = (self.buffered.saturating_sub(self.cap)).max(1);
-            let front = self.chunks.front_mut().expect("buffered bytes are in chunks");
-            if front.data.len() <= excess || self.chunks.len() > MAX_CHUNKS {
+            let too_many = self.chunks.len() > MAX_CHUNKS;
+            let front = self
+                .chunks
+                .front_mut()
+                .expect("buffered bytes are in chunks");
+            if front.data.len() <= excess || too_many {
                 self.buffered -= front.data.len();
                 self.chunks.pop_front();
             } else {
@@ -119,7 +123,11 @@ impl BgProc {
     }
 
     /// Wait (releasing the lock) until new output or the exit, or `timeout`.
-    pub fn wait<'a>(&self, guard: MutexGuard<'a, BgState>, timeout: Duration) -> MutexGuard<'a, BgState> {
+    pub fn wait<'a>(
+        &self,
+        guard: MutexGuard<'a, BgState>,
+        timeout: Duration,
+    ) -> MutexGuard<'a, BgState> {
         match self.changed.wait_timeout(guard, timeout) {
             Ok((g, _)) => g,
             Err(e) => e.into_inner().0,
@@ -183,7 +191,12 @@ impl Table {
     }
 
     /// Register a spawned child and start its supervisor thread.
-    pub fn start(self: &Arc<Self>, ctl: ProcCtl, io: ChildIo, spec: Spec) -> AgentResult<Arc<BgProc>> {
+    pub fn start(
+        self: &Arc<Self>,
+        ctl: ProcCtl,
+        io: ChildIo,
+        spec: Spec,
+    ) -> AgentResult<Arc<BgProc>> {
         let pid = ctl.pid as u32;
         let started_at_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -217,6 +230,7 @@ impl Table {
             .name(format!("bg-{pid}"))
             .spawn(move || {
                 let exit = drive(io, &p.ctl, opts, &mut RingSink(&p));
+                p.ctl.release_stdin();
                 p.lock().exit = Some(exit);
                 p.changed.notify_all();
                 table.finished(&p);
@@ -259,10 +273,9 @@ impl Table {
 
     pub fn forget(&self, pid: u32) -> AgentResult<()> {
         let mut t = self.inner();
-        let proc = t
-            .procs
-            .get(&pid)
-            .ok_or_else(|| AgentError::not_found(format!("no background process with pid {pid}")))?;
+        let proc = t.procs.get(&pid).ok_or_else(|| {
+            AgentError::not_found(format!("no background process with pid {pid}"))
+        })?;
         if proc.lock().exit.is_none() {
             return Err(AgentError::invalid(format!(
                 "process {pid} is still running (signal it first)"
@@ -301,7 +314,11 @@ mod tests {
         let streams: Vec<_> = frames.iter().map(|f| f.1).collect();
         assert_eq!(
             streams,
-            [OutputStream::Stdout, OutputStream::Stderr, OutputStream::Stdout]
+            [
+                OutputStream::Stdout,
+                OutputStream::Stderr,
+                OutputStream::Stdout
+            ]
         );
         // One push bigger than the whole buffer.
         r.push(OutputStream::Stdout, &[b'x'; 25]);
@@ -316,10 +333,17 @@ mod tests {
         }
         assert_eq!(r.chunks.len(), 1);
         for i in 0..(MAX_CHUNKS + 10) {
-            let s = if i % 2 == 0 { OutputStream::Stdout } else { OutputStream::Stderr };
+            let s = if i % 2 == 0 {
+                OutputStream::Stdout
+            } else {
+                OutputStream::Stderr
+            };
             r.push(s, b"z");
         }
         assert_eq!(r.chunks.len(), MAX_CHUNKS);
-        assert_eq!(r.buffered, r.chunks.iter().map(|c| c.data.len()).sum::<usize>());
+        assert_eq!(
+            r.buffered,
+            r.chunks.iter().map(|c| c.data.len()).sum::<usize>()
+        );
     }
 }

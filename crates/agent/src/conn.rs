@@ -139,7 +139,10 @@ impl<'a> Writer<'a> {
         line.push(b'\n');
         let closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
         if *closed {
-            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "stream already ended"));
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "stream already ended",
+            ));
         }
         write_all(self.stream, &line, stall)
     }
@@ -166,7 +169,12 @@ fn write_all(stream: &UnixStream, mut buf: &[u8], stall: &mut dyn FnMut()) -> io
                 stalled_since = None;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 stall();
                 if stalled_since.get_or_insert_with(Instant::now).elapsed() > WRITE_STALL_LIMIT {
                     return Err(io::Error::new(

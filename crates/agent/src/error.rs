@@ -90,13 +90,25 @@ mod tests {
 
     #[test]
     fn errno_maps_to_kind_and_message() {
-        let e = AgentError::io("cannot open /x", &io::Error::from_raw_os_error(libc::ENOENT));
+        let e = AgentError::io(
+            "cannot open /x",
+            &io::Error::from_raw_os_error(libc::ENOENT),
+        );
         assert_eq!(e.kind, ErrorKind::NotFound);
         assert_eq!(e.message, "cannot open /x: no such file or directory");
         let e = io::Error::from_raw_os_error(libc::EACCES);
         assert_eq!(kind_of(&e), ErrorKind::PermissionDenied);
-        assert_eq!(kind_of(&io::Error::from_raw_os_error(libc::EEXIST)), ErrorKind::Exists);
-        assert_eq!(kind_of(&io::Error::from_raw_os_error(libc::ENOTEMPTY)), ErrorKind::Invalid);
-        assert_eq!(kind_of(&io::Error::from_raw_os_error(libc::ENOSPC)), ErrorKind::Io);
+        assert_eq!(
+            kind_of(&io::Error::from_raw_os_error(libc::EEXIST)),
+            ErrorKind::Exists
+        );
+        assert_eq!(
+            kind_of(&io::Error::from_raw_os_error(libc::ENOTEMPTY)),
+            ErrorKind::Invalid
+        );
+        assert_eq!(
+            kind_of(&io::Error::from_raw_os_error(libc::ENOSPC)),
+            ErrorKind::Io
+        );
     }
 }

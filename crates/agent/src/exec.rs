@@ -5,9 +5,13 @@
 //! (reaper.rs) - the only thread allowed to wait. Doing it ourselves also lets us hold the
 //! reaper's registry lock across the fork, so a child can never be reaped unregistered.
 //!
-//! After the fork, a single thread drives everything with `poll()`: writing stdin, reading
-//! stdout and stderr, the "child exited" pipe from the reaper and the timeout. One thread
-//! means nothing can be left blocked (and leaked) when we give up on a stream.
+//! `prepare` + `spawn` are shared with streamed processes (stream.rs), which may also run on
+//! a pseudo-terminal: then the child starts a new session (`setsid`) and makes the pty slave
+//! its controlling terminal (`TIOCSCTTY`) and its stdin/stdout/stderr.
+//!
+//! For `Exec`, after the fork a single thread drives everything with `poll()`: writing stdin,
+//! reading stdout and stderr, the "child exited" pipe from the reaper and the timeout. One
+//! thread means nothing can be left blocked (and leaked) when we give up on a stream.
 
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr, OsString};
@@ -100,7 +104,10 @@ pub enum Prepared {
     Ready(Command),
     /// Shell convention: 127 = not found, 126 = found but cannot be executed. `message` is
     /// what a shell would print on stderr.
-    NotRunnable { exit_code: i32, message: String },
+    NotRunnable {
+        exit_code: i32,
+        message: String,
+    },
 }
 
 /// Check and convert a command. `Err` is a request-level failure (empty command, bad cwd, bad
@@ -225,7 +232,10 @@ fn resolve(cmd: &str, path: Option<&OsString>, cwd: Option<&str>) -> Option<Path
 pub enum Spawned {
     Running(Child),
     /// The exec failed (127/126 and a shell-like message for stderr).
-    NotRunnable { exit_code: i32, message: String },
+    NotRunnable {
+        exit_code: i32,
+        message: String,
+    },
 }
 
 /// How the child's stdin/stdout/stderr are set up.
@@ -375,7 +385,10 @@ fn spawn_raw(cmd: &Command, stdio: Stdio) -> io::Result<RawSpawn> {
         return Ok(RawSpawn::Failed(step, err));
     }
 
-    for fd in [&stdout_r, &stderr_r, &stdin_w, &master].into_iter().flatten() {
+    for fd in [&stdout_r, &stderr_r, &stdin_w, &master]
+        .into_iter()
+        .flatten()
+    {
         set_nonblocking(fd.as_raw_fd())?;
     }
     Ok(RawSpawn::Running(Child {

@@ -1,18 +1,36 @@
 //! `shoal-agent`: PID 1 inside every Shoal sandbox.
 //!
-//! It listens on a unix socket (bind-mounted to the host, so the node can reach it) and runs
-//! commands for the node, one request per connection (protocol: shoal-agent-proto). As PID 1
-//! it also reaps orphaned processes and turns SIGTERM into an orderly stop of the sandbox.
+//! It listens on a unix socket (bind-mounted to the host, so the node can reach it) and serves
+//! the node, one request per connection (protocol: shoal-agent-proto): commands run to
+//! completion (`Exec`) or streamed (`ExecStream`: live output, stdin, signals, optionally on a
+//! pty, optionally in the background with a ring buffer to re-attach to), and files (read,
+//! write, stat, list, mkdir, remove, rename, tar download/upload). As PID 1 it also reaps
+//! orphaned processes and turns SIGTERM into an orderly stop of the sandbox.
 //!
-//! Modules: `server` (socket, connections), `exec` (running one command), `reaper` (the only
-//! `waitpid` caller), `signals` (shutdown).
+//! Modules: `server` (socket, connections, dispatch), `conn` (frames on a connection),
+//! `exec` (preparing and forking a command; `Exec`), `process` (driving a streamed process),
+//! `stream` (`ExecStream`, `Attach`, process controls), `background` (process table, ring
+//! buffers), `pty`, `files` and `tar` (file requests), `error` (error kinds), `reaper` (the
+//! only `waitpid` caller), `signals` (shutdown).
 
+mod background;
+mod conn;
+mod error;
 mod exec;
+mod files;
+mod process;
+mod pty;
 mod reaper;
 mod server;
 mod signals;
+mod stream;
+mod tar;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_files;
+#[cfg(test)]
+mod tests_stream;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -41,9 +59,7 @@ fn main() {
     }
     reaper::get(); // start reaping right away, not at the first exec
 
-    let agent = Arc::new(server::Agent {
-        base_env: exec::base_env(),
-    });
+    let agent = Arc::new(server::Agent::new(exec::base_env()));
     let listener = match server::bind(&socket) {
         Ok(l) => l,
         Err(e) => fatal(&format!("cannot listen on {}: {e}", socket.display())),

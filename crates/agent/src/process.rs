@@ -63,14 +63,22 @@ impl ProcCtl {
         let pid = self.pid;
         let guard = self.stdin.lock().unwrap_or_else(|e| e.into_inner());
         let Some(fd) = guard.as_ref() else {
-            return Err(AgentError::invalid(format!("stdin of process {pid} is closed")));
+            return Err(AgentError::invalid(format!(
+                "stdin of process {pid} is closed"
+            )));
         };
         write_waiting(fd.as_raw_fd(), data, &|| self.has_exited() || give_up()).map_err(|e| {
             if e.raw_os_error() == Some(libc::EPIPE) {
                 AgentError::invalid(format!("process {pid} closed its stdin"))
             } else if e.kind() == io::ErrorKind::TimedOut {
-                let why = if self.has_exited() { "has exited" } else { "did not read it" };
-                AgentError::invalid(format!("cannot write to the stdin of process {pid}: it {why}"))
+                let why = if self.has_exited() {
+                    "has exited"
+                } else {
+                    "did not read it"
+                };
+                AgentError::invalid(format!(
+                    "cannot write to the stdin of process {pid}: it {why}"
+                ))
             } else {
                 AgentError::io(format!("cannot write to the stdin of process {pid}"), &e)
             }
@@ -92,13 +100,21 @@ impl ProcCtl {
         Ok(())
     }
 
+    /// Drop stdin without an EOF character (the process is gone).
+    pub fn release_stdin(&self) {
+        *self.stdin.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     /// Send `sig` to the process group (see `kill_group`), if the process still runs.
     pub fn signal(&self, sig: i32) -> AgentResult<()> {
         if !(1..=64).contains(&sig) {
             return Err(AgentError::invalid(format!("invalid signal number {sig}")));
         }
         if self.has_exited() {
-            return Err(AgentError::invalid(format!("process {} has exited", self.pid)));
+            return Err(AgentError::invalid(format!(
+                "process {} has exited",
+                self.pid
+            )));
         }
         self.kill_group(sig);
         Ok(())
@@ -108,7 +124,11 @@ impl ProcCtl {
     /// on the terminal is running), like a terminal's ^C would.
     pub fn kill_group(&self, sig: i32) {
         unsafe { libc::kill(-self.pid, sig) };
-        if let Some(fg) = self.pty.as_ref().and_then(|m| pty::foreground_group(m.as_raw_fd())) {
+        if let Some(fg) = self
+            .pty
+            .as_ref()
+            .and_then(|m| pty::foreground_group(m.as_raw_fd()))
+        {
             if fg != self.pid {
                 unsafe { libc::kill(-fg, sig) };
             }
@@ -122,8 +142,9 @@ impl ProcCtl {
                 self.pid
             )));
         };
-        pty::resize(master.as_raw_fd(), PtySize { rows, cols })
-            .map_err(|e| AgentError::io(format!("cannot resize the pty of process {}", self.pid), &e))
+        pty::resize(master.as_raw_fd(), PtySize { rows, cols }).map_err(|e| {
+            AgentError::io(format!("cannot resize the pty of process {}", self.pid), &e)
+        })
     }
 }
 
@@ -179,7 +200,12 @@ impl ExitInfo {
 /// Where `drive` puts output. An `Err` means the client is gone.
 pub trait Sink {
     /// `stall` must be called periodically while the sink waits for a slow client.
-    fn output(&mut self, stream: OutputStream, data: &[u8], stall: &mut dyn FnMut()) -> io::Result<()>;
+    fn output(
+        &mut self,
+        stream: OutputStream,
+        data: &[u8],
+        stall: &mut dyn FnMut(),
+    ) -> io::Result<()>;
     fn heartbeat(&mut self, stall: &mut dyn FnMut()) -> io::Result<()>;
 }
 
@@ -321,7 +347,10 @@ pub fn drive(io: ChildIo, ctl: &ProcCtl, opts: DriveOpts, sink: &mut dyn Sink) -
             }
         };
         let poll_ms = wake_at.map_or(-1, |t| {
-            let ms = t.saturating_duration_since(now).as_nanos().div_ceil(1_000_000);
+            let ms = t
+                .saturating_duration_since(now)
+                .as_nanos()
+                .div_ceil(1_000_000);
             ms.min(i32::MAX as u128) as i32
         });
 

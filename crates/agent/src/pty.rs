@@ -19,12 +19,18 @@ pub fn open(size: PtySize) -> io::Result<(OwnedFd, OwnedFd)> {
     }
     let master = unsafe { OwnedFd::from_raw_fd(fd) };
     if unsafe { libc::grantpt(fd) } != 0 || unsafe { libc::unlockpt(fd) } != 0 {
-        return Err(context("cannot unlock the pseudo-terminal", io::Error::last_os_error()));
+        return Err(context(
+            "cannot unlock the pseudo-terminal",
+            io::Error::last_os_error(),
+        ));
     }
     let mut name = [0 as libc::c_char; 128];
     let rc = unsafe { libc::ptsname_r(fd, name.as_mut_ptr(), name.len()) };
     if rc != 0 {
-        return Err(context("cannot name the pseudo-terminal", io::Error::from_raw_os_error(rc)));
+        return Err(context(
+            "cannot name the pseudo-terminal",
+            io::Error::from_raw_os_error(rc),
+        ));
     }
     let slave = unsafe {
         libc::open(
@@ -33,8 +39,13 @@ pub fn open(size: PtySize) -> io::Result<(OwnedFd, OwnedFd)> {
         )
     };
     if slave < 0 {
-        let path = unsafe { CStr::from_ptr(name.as_ptr()) }.to_string_lossy().into_owned();
-        return Err(context(&format!("cannot open {path}"), io::Error::last_os_error()));
+        let path = unsafe { CStr::from_ptr(name.as_ptr()) }
+            .to_string_lossy()
+            .into_owned();
+        return Err(context(
+            &format!("cannot open {path}"),
+            io::Error::last_os_error(),
+        ));
     }
     let slave = unsafe { OwnedFd::from_raw_fd(slave) };
     resize(master.as_raw_fd(), size)?;

@@ -87,14 +87,19 @@ pub fn handle(stream: UnixStream, agent: &Agent) {
     let req = match reader.next() {
         Ok(None) => return, // client hung up without asking anything
         Ok(Some(Ok(req))) => req,
-        Ok(Some(Err(message))) => return reply(&stream, Response::error(ErrorKind::Invalid, message)),
+        Ok(Some(Err(message))) => {
+            return reply(&stream, Response::error(ErrorKind::Invalid, message))
+        }
         Err(e) => {
             let kind = if e.kind() == io::ErrorKind::InvalidData {
                 ErrorKind::Invalid
             } else {
                 ErrorKind::Io
             };
-            return reply(&stream, Response::error(kind, format!("cannot read request: {e}")));
+            return reply(
+                &stream,
+                Response::error(kind, format!("cannot read request: {e}")),
+            );
         }
     };
     let response = match req {
@@ -148,10 +153,50 @@ fn reply(stream: &UnixStream, response: Response) {
     let _ = write_frame(&mut &*stream, &response);
 }
 
-/// A request's `op` (for messages).
-pub fn op_name(req: &Request) -> String {
-    serde_json::to_value(req)
-        .ok()
-        .and_then(|v| Some(v.get("op")?.as_str()?.to_string()))
-        .unwrap_or_else(|| "request".into())
+/// A request's `op` on the wire (for messages).
+pub fn op_name(req: &Request) -> &'static str {
+    match req {
+        Request::Ping => "ping",
+        Request::Exec(_) => "exec",
+        Request::ExecStream(_) => "exec_stream",
+        Request::Stdin { .. } => "stdin",
+        Request::CloseStdin { .. } => "close_stdin",
+        Request::Signal { .. } => "signal",
+        Request::Resize { .. } => "resize",
+        Request::ListProcesses => "list_processes",
+        Request::Attach { .. } => "attach",
+        Request::Forget { .. } => "forget",
+        Request::ReadFile { .. } => "read_file",
+        Request::WriteFile { .. } => "write_file",
+        Request::Data { .. } => "data",
+        Request::End => "end",
+        Request::Stat { .. } => "stat",
+        Request::List { .. } => "list",
+        Request::Mkdir { .. } => "mkdir",
+        Request::Remove { .. } => "remove",
+        Request::Rename { .. } => "rename",
+        Request::TarDownload { .. } => "tar_download",
+        Request::TarUpload { .. } => "tar_upload",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn op_names_match_the_wire() {
+        let reqs = [
+            Request::Ping,
+            Request::ExecStream(Default::default()),
+            Request::CloseStdin { pid: None },
+            Request::ListProcesses,
+            Request::TarDownload { path: "/".into() },
+            Request::End,
+        ];
+        for req in reqs {
+            let wire = serde_json::to_value(&req).unwrap();
+            assert_eq!(wire["op"], op_name(&req));
+        }
+    }
 }

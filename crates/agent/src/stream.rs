@@ -25,7 +25,12 @@ use crate::server::{op_name, Agent};
 /// How long a standalone `Stdin` request waits for the process to take its bytes.
 const STANDALONE_STDIN_WAIT: Duration = Duration::from_secs(30);
 
-pub fn exec_stream(stream: &UnixStream, reader: FrameReader<'_>, agent: &Agent, req: ExecStreamRequest) {
+pub fn exec_stream(
+    stream: &UnixStream,
+    reader: FrameReader<'_>,
+    agent: &Agent,
+    req: ExecStreamRequest,
+) {
     stream_socket(stream);
     let w = Writer::new(stream);
     let mut child = match start(&req, &agent.base_env) {
@@ -107,7 +112,10 @@ pub fn exec_stream(stream: &UnixStream, reader: FrameReader<'_>, agent: &Agent, 
 }
 
 /// Prepare and spawn; `Ok(Err((exit_code, stderr)))` when the command cannot run.
-fn start(req: &ExecStreamRequest, base_env: &exec::Env) -> AgentResult<Result<exec::Child, (i32, String)>> {
+fn start(
+    req: &ExecStreamRequest,
+    base_env: &exec::Env,
+) -> AgentResult<Result<exec::Child, (i32, String)>> {
     let cmd = match exec::prepare(&req.cmd, &req.args, &req.env, req.cwd.as_deref(), base_env)? {
         Prepared::Ready(cmd) => cmd,
         Prepared::NotRunnable { exit_code, message } => return Ok(Err((exit_code, message))),
@@ -124,7 +132,13 @@ fn start(req: &ExecStreamRequest, base_env: &exec::Env) -> AgentResult<Result<ex
     })
 }
 
-pub fn attach(stream: &UnixStream, reader: FrameReader<'_>, agent: &Agent, pid: u32, from_start: bool) {
+pub fn attach(
+    stream: &UnixStream,
+    reader: FrameReader<'_>,
+    agent: &Agent,
+    pid: u32,
+    from_start: bool,
+) {
     stream_socket(stream);
     let w = Writer::new(stream);
     let proc = match agent.procs.get(pid) {
@@ -242,7 +256,13 @@ fn with_control(
     });
 }
 
-fn control_frames(mut reader: FrameReader<'_>, ctl: &ProcCtl, w: &Writer<'_>, control: Control, cancel: &AtomicBool) {
+fn control_frames(
+    mut reader: FrameReader<'_>,
+    ctl: &ProcCtl,
+    w: &Writer<'_>,
+    control: Control,
+    cancel: &AtomicBool,
+) {
     let give_up = || cancel.load(Ordering::SeqCst);
     if let Some(data) = &control.initial_stdin {
         // If the process does not want it, that is its business (like `Exec`).
@@ -274,8 +294,17 @@ fn control_frames(mut reader: FrameReader<'_>, ctl: &ProcCtl, w: &Writer<'_>, co
 
 /// Send a background process's output from the ring buffer (from the start of what it still
 /// holds, or from now), then `Exited`. `Err` when the client is gone.
-fn stream_ring(proc: &BgProc, w: &Writer<'_>, from_start: bool, heartbeat: Duration) -> io::Result<()> {
-    let mut pos = if from_start { 0 } else { proc.lock().ring.total() };
+fn stream_ring(
+    proc: &BgProc,
+    w: &Writer<'_>,
+    from_start: bool,
+    heartbeat: Duration,
+) -> io::Result<()> {
+    let mut pos = if from_start {
+        0
+    } else {
+        proc.lock().ring.total()
+    };
     let mut last_sent = Instant::now();
     loop {
         let (frames, exit) = {
@@ -317,7 +346,12 @@ fn stream_ring(proc: &BgProc, w: &Writer<'_>, from_start: bool, heartbeat: Durat
 struct SocketSink<'a, 'b>(&'a Writer<'b>);
 
 impl Sink for SocketSink<'_, '_> {
-    fn output(&mut self, stream: OutputStream, data: &[u8], stall: &mut dyn FnMut()) -> io::Result<()> {
+    fn output(
+        &mut self,
+        stream: OutputStream,
+        data: &[u8],
+        stall: &mut dyn FnMut(),
+    ) -> io::Result<()> {
         let frame = Response::Output {
             stream,
             data: data.to_vec(),

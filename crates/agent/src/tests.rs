@@ -14,21 +14,19 @@ use shoal_agent_proto::{
 
 use crate::{exec, server};
 
-fn socket() -> &'static PathBuf {
+pub(crate) fn socket() -> &'static PathBuf {
     static SOCKET: OnceLock<PathBuf> = OnceLock::new();
     SOCKET.get_or_init(|| {
         let path =
             std::env::temp_dir().join(format!("shoal-agent-test-{}.sock", std::process::id()));
         let listener = server::bind(&path).expect("bind test socket");
-        let agent = Arc::new(server::Agent {
-            base_env: exec::base_env(),
-        });
+        let agent = Arc::new(server::Agent::new(exec::base_env()));
         std::thread::spawn(move || server::serve(listener, agent));
         path
     })
 }
 
-fn call(req: &Request) -> Response {
+pub(crate) fn call(req: &Request) -> Response {
     let stream = UnixStream::connect(socket()).unwrap();
     write_frame(&mut &stream, req).unwrap();
     read_frame(&mut BufReader::new(&stream))
@@ -52,7 +50,7 @@ fn exec(req: ExecRequest) -> ExecResult {
     }
 }
 
-fn sh(script: &str) -> ExecRequest {
+pub(crate) fn sh(script: &str) -> ExecRequest {
     ExecRequest {
         cmd: "sh".into(),
         args: vec!["-c".into(), script.into()],
@@ -62,8 +60,58 @@ fn sh(script: &str) -> ExecRequest {
 
 fn error_message(resp: Response) -> String {
     match resp {
-        Response::Error { message } => message,
+        Response::Error { message, .. } => message,
         other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+/// A server of its own (own process table), configured by `configure`.
+pub(crate) fn start_server(name: &str, configure: impl FnOnce(&mut server::Agent)) -> PathBuf {
+    let path = std::env::temp_dir().join(format!(
+        "shoal-agent-test-{name}-{}.sock",
+        std::process::id()
+    ));
+    let listener = server::bind(&path).expect("bind test socket");
+    let mut agent = server::Agent::new(exec::base_env());
+    configure(&mut agent);
+    let agent = Arc::new(agent);
+    std::thread::spawn(move || server::serve(listener, agent));
+    path
+}
+
+/// A connection for streams: send frames, receive frames.
+pub(crate) struct Client {
+    pub stream: UnixStream,
+    reader: BufReader<UnixStream>,
+}
+
+impl Client {
+    pub fn connect(path: &std::path::Path) -> Client {
+        let stream = UnixStream::connect(path).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        Client { stream, reader }
+    }
+
+    pub fn send(&self, req: &Request) {
+        write_frame(&mut &self.stream, req).unwrap();
+    }
+
+    /// The next frame; `None` once the agent closed the connection.
+    pub fn recv(&mut self) -> Option<Response> {
+        read_frame(&mut self.reader).unwrap()
+    }
+
+    /// The next frame that is not a heartbeat.
+    pub fn recv_data(&mut self) -> Option<Response> {
+        loop {
+            match self.recv() {
+                Some(Response::Heartbeat) => continue,
+                other => return other,
+            }
+        }
     }
 }
 
@@ -73,7 +121,11 @@ fn ping_answers_pong_with_version() {
         call(&Request::Ping),
         Response::Pong {
             version: PROTOCOL_VERSION,
-            agent: format!("shoal-agent {}", env!("CARGO_PKG_VERSION"))
+            agent: format!("shoal-agent {}", env!("CARGO_PKG_VERSION")),
+            features: shoal_agent_proto::FEATURES
+                .iter()
+                .map(|f| f.to_string())
+                .collect(),
         }
     );
 }

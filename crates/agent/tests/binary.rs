@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use shoal_agent_proto::{read_frame, write_frame, ExecRequest, ExecResult, Request, Response};
+use shoal_agent_proto::{
+    read_frame, write_frame, ErrorKind, ExecRequest, ExecResult, Request, Response,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shoal-agent");
 
@@ -202,4 +204,161 @@ fn agent_env_is_passed_on_but_not_its_socket_setting() {
         )
         .into_bytes()
     );
+}
+
+/// One request and its one answer, after `frames` (e.g. upload data).
+fn ask(socket: &Path, req: &Request, frames: &[Request]) -> Response {
+    let stream = UnixStream::connect(socket).unwrap();
+    write_frame(&mut &stream, req).unwrap();
+    for f in frames {
+        write_frame(&mut &stream, f).unwrap();
+    }
+    read_frame(&mut BufReader::new(&stream))
+        .unwrap()
+        .expect("an answer")
+}
+
+fn denied(r: Response, path: &Path) {
+    match r {
+        Response::Error {
+            error_kind: ErrorKind::PermissionDenied,
+            message,
+        } => {
+            assert!(message.contains(path.to_str().unwrap()), "{message}");
+            assert!(message.contains("permission denied"), "{message}");
+        }
+        other => panic!(
+            "expected permission_denied for {}, got {other:?}",
+            path.display()
+        ),
+    }
+}
+
+#[test]
+fn file_requests_the_filesystem_refuses_are_permission_denied() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let set_mode =
+        |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+
+    // As root, the agent runs as nobody (root would be allowed everything); otherwise as us.
+    let root = unsafe { libc::geteuid() } == 0;
+    let dir = std::env::temp_dir().join(format!("shoal-agent-bin-perm-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let sock_dir = dir.join("sock");
+    std::fs::create_dir_all(&sock_dir).unwrap();
+    set_mode(&sock_dir, 0o777);
+    let ro = dir.join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    let secret = ro.join("secret");
+    std::fs::write(&secret, b"s3cret").unwrap();
+    // Owned by root, 0400: unreadable for nobody. Our own file: 0000.
+    set_mode(&secret, if root { 0o400 } else { 0 });
+    set_mode(&ro, 0o555); // listable, not writable
+
+    let socket = sock_dir.join("agent.sock");
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--socket").arg(&socket).stdout(Stdio::piped());
+    if root {
+        cmd.uid(65534).gid(65534);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("listening"), "{line}");
+
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let uid = match ask(&socket, &Request::Exec(sh("id -u")), &[]) {
+        Response::Exec(r) => String::from_utf8(r.stdout).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        uid.trim(),
+        if root {
+            "65534".to_string()
+        } else {
+            unsafe { libc::geteuid() }.to_string()
+        }
+    );
+
+    let new = ro.join("new");
+    let upload = [
+        Request::Data {
+            data: b"x".to_vec(),
+        },
+        Request::End,
+    ];
+    let write = Request::WriteFile {
+        path: s(&new),
+        mode: None,
+        append: false,
+    };
+    denied(ask(&socket, &write, &upload), &new);
+    let append = Request::WriteFile {
+        path: s(&new),
+        mode: None,
+        append: true,
+    };
+    denied(ask(&socket, &append, &upload), &new);
+    let read = Request::ReadFile {
+        path: s(&secret),
+        offset: 0,
+        len: None,
+    };
+    denied(ask(&socket, &read, &[]), &secret);
+    denied(
+        ask(
+            &socket,
+            &Request::Mkdir {
+                path: s(&ro.join("d")),
+                parents: true,
+            },
+            &[],
+        ),
+        &ro.join("d"),
+    );
+    denied(
+        ask(
+            &socket,
+            &Request::Remove {
+                path: s(&secret),
+                recursive: false,
+            },
+            &[],
+        ),
+        &secret,
+    );
+    let to = ro.join("moved");
+    denied(
+        ask(
+            &socket,
+            &Request::Rename {
+                from: s(&secret),
+                to: s(&to),
+            },
+            &[],
+        ),
+        &secret,
+    );
+    let tar_dest = ro.join("t");
+    denied(
+        ask(
+            &socket,
+            &Request::TarUpload { path: s(&tar_dest) },
+            &[Request::End],
+        ),
+        &tar_dest,
+    );
+    denied(
+        ask(&socket, &Request::TarDownload { path: s(&secret) }, &[]),
+        &secret,
+    );
+    assert!(!new.exists() && !to.exists() && secret.exists());
+
+    let _ = child.kill();
+    let _ = child.wait();
+    set_mode(&ro, 0o755);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
