@@ -7,6 +7,7 @@ mod harness;
 
 mod bad_input;
 mod example;
+mod examples;
 mod exec_files;
 mod isolation;
 mod lifecycle;
