@@ -20,6 +20,8 @@ echo "==> unit and end-to-end tests"
 # Two at a time: each end-to-end test runs its own `shoal up` in its own namespace.
 cargo nextest run --release --locked --workspace --run-ignored all --test-threads 2 --no-fail-fast "$@"
 
+command -v node >/dev/null && [ "$(node -p 'process.versions.node.split(".")[0]')" -ge 20 ] || {
+  echo "error: the TypeScript SDK tests need Node.js 20 or newer" >&2; exit 1; }
 echo "==> TypeScript SDK tests (node --test against a real shoal up)"
 (cd sdk/typescript && npm ci --no-audit --no-fund --loglevel=error && npm test)
 

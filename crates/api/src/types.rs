@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// Every error answer: `{"error":{"code","message"}}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `not_found`, `conflict`, `invalid_argument`, `unauthorized`, ...
     pub code: String,
@@ -18,7 +18,7 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkCreate {
     pub name: String,
@@ -27,7 +27,7 @@ pub struct NetworkCreate {
     pub cidr: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Network {
     pub id: String,
     pub name: String,
@@ -37,7 +37,7 @@ pub struct Network {
     pub members: Vec<Member>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Member {
     pub sandbox_id: String,
     pub sandbox_name: String,
@@ -50,18 +50,18 @@ pub struct Member {
     pub joined_at: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemberList {
     pub members: Vec<Member>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NetworkList {
     pub networks: Vec<Network>,
 }
 
 /// A network named either by id or by name: `{"id": "net-…"}` or `{"name": "team-eval"}`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,7 +76,7 @@ impl NetworkRef {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SandboxCreate {
     #[serde(default)]
@@ -99,19 +99,19 @@ pub struct SandboxCreate {
 }
 
 /// `POST /v1/sandboxes/{id}/timeout`: the sandbox now expires `timeout_secs` from now.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TimeoutUpdate {
     pub timeout_secs: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Logs {
     /// The last lines of PID 1's output (the sandbox's console).
     pub log: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SandboxMetrics {
     pub cpu_usage_ns: Option<u64>,
     pub memory_bytes: Option<u64>,
@@ -121,7 +121,7 @@ pub struct SandboxMetrics {
     pub interfaces: Vec<InterfaceMetrics>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InterfaceMetrics {
     pub ifname: String,
     pub network_id: String,
@@ -131,7 +131,7 @@ pub struct InterfaceMetrics {
     pub tx_packets: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Sandbox {
     pub id: String,
     pub name: String,
@@ -154,7 +154,7 @@ pub struct Sandbox {
 }
 
 /// One interface of a sandbox on one network.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Nic {
     pub network_id: String,
     pub network_name: String,
@@ -164,12 +164,12 @@ pub struct Nic {
     pub mac: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SandboxList {
     pub sandboxes: Vec<Sandbox>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecRequest {
     pub cmd: String,
@@ -187,7 +187,7 @@ pub struct ExecRequest {
     pub timeout_ms: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExecResponse {
     /// 128+N when killed by signal N (as a shell reports it).
     pub exit_code: i32,
@@ -205,7 +205,7 @@ pub struct ExecResponse {
     pub truncated: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ShapeInfo {
     pub name: String,
     pub vcpus: u32,
@@ -213,12 +213,12 @@ pub struct ShapeInfo {
     pub pids_limit: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ShapeList {
     pub shapes: Vec<ShapeInfo>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Image {
     /// `NAME:TAG`
     pub reference: String,
@@ -228,19 +228,19 @@ pub struct Image {
     pub source: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ImageList {
     pub images: Vec<Image>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Health {
     pub status: String,
     pub version: String,
 }
 
 /// `POST /v1/sandboxes/{id}/exec/stream`: answered by NDJSON `ExecEvent` lines.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecStreamRequest {
     pub cmd: String,
@@ -270,14 +270,14 @@ pub struct ExecStreamRequest {
     pub pty: Option<PtySize>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PtySize {
     pub rows: u16,
     pub cols: u16,
 }
 
 /// One line of an exec or attach stream. Output is base64 so that any bytes survive.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ExecEvent {
     Started { pid: u32 },
@@ -292,7 +292,7 @@ pub enum ExecEvent {
 }
 
 /// `POST /v1/sandboxes/{id}/processes/{pid}/stdin`
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StdinWrite {
     #[serde(default)]
@@ -306,21 +306,21 @@ pub struct StdinWrite {
 
 /// `POST /v1/sandboxes/{id}/processes/{pid}/signal`: `SIGINT`, `SIGTERM`, `SIGKILL`, `SIGHUP`,
 /// `SIGQUIT`, `SIGUSR1`, `SIGUSR2` (with or without the `SIG` prefix) or a number.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignalRequest {
     pub signal: String,
 }
 
 /// `POST /v1/sandboxes/{id}/processes/{pid}/resize`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResizeRequest {
     pub rows: u16,
     pub cols: u16,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProcessInfo {
     pub pid: u32,
     pub cmd: String,
@@ -335,12 +335,12 @@ pub struct ProcessInfo {
     pub output_bytes: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProcessList {
     pub processes: Vec<ProcessInfo>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FileInfo {
     pub name: String,
     /// `file`, `dir`, `symlink` or `other`.
@@ -351,13 +351,13 @@ pub struct FileInfo {
     pub modified_at: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FileList {
     pub path: String,
     pub entries: Vec<FileInfo>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MkdirRequest {
     pub path: String,
@@ -365,14 +365,14 @@ pub struct MkdirRequest {
     pub parents: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenameRequest {
     pub from: String,
     pub to: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WriteResult {
     /// Bytes written (file upload) or tar bytes read (directory upload).
     pub bytes: u64,

@@ -308,7 +308,11 @@ pub async fn exec(conn: Conn, a: ExecArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let timeout = a.timeout.unwrap_or(60);
+    // 0 means "no limit": the plain exec API's ceiling is one hour.
+    let timeout = match a.timeout {
+        Some(0) => 3600,
+        t => t.unwrap_or(60),
+    };
     let req = ExecRequest { cmd, args: command.collect(), env: parse_env(&a.env)?, cwd: a.cwd, stdin, timeout_ms: Some(timeout.saturating_mul(1000)) };
     let r = c.exec(&a.sandbox, &req).await?;
     if conn.json {

@@ -276,7 +276,8 @@ async fn create_sandbox_with(app: &Arc<App>, req: SandboxCreate, idem: Option<(S
             env: req.env.clone(),
             created_at: crate::time::now(),
             expires_at_ms,
-            on_timeout: expires_at_ms.map(|_| on_timeout.to_string()),
+            // Kept even without a timeout yet: it applies once one is set.
+            on_timeout: (expires_at_ms.is_some() || req.on_timeout.is_some()).then(|| on_timeout.to_string()),
         };
         let tx = s.transaction()?;
         store::insert_sandbox(&tx, &row, &nics)?;
@@ -602,18 +603,7 @@ pub async fn exec(app: &Arc<App>, key: &str, req: ExecRequest) -> Result<ExecRes
     let id2 = id.clone();
     let r = match blocking(move || node.exec(&id2, areq)).await? {
         Ok(r) => r,
-        Err(e @ shoal_node::NodeError::Agent(_)) => {
-            // No agent: if the sandbox's PID 1 is gone, say so (and record it) instead of a 500.
-            let node = app.node.clone();
-            let id2 = id.clone();
-            if blocking(move || node.is_running(&id2)).await? {
-                return Err(ApiError::from(e));
-            }
-            let why = "its PID 1 (shoal-agent) exited; the console log may say why";
-            app.store.lock().unwrap().set_sandbox_state(&id, "failed", Some(why))?;
-            return Err(ApiError::conflict(format!("sandbox `{key}` is not running: {why}")));
-        }
-        Err(e) => return Err(ApiError::from(e)),
+        Err(e) => return Err(agent_failure(app, &id, key, e).await),
     };
     Ok(ExecResponse {
         exit_code: r.exit_code,
@@ -624,6 +614,29 @@ pub async fn exec(app: &Arc<App>, key: &str, req: ExecRequest) -> Result<ExecRes
         signal: r.signal,
         truncated: r.truncated,
     })
+}
+
+/// Turns a failure to talk to a sandbox's agent into an answer: if its PID 1 is gone, the
+/// sandbox is marked `failed` (with the reason) and the answer is 409, not a 500.
+pub async fn agent_failure(app: &Arc<App>, id: &str, key: &str, e: shoal_node::NodeError) -> ApiError {
+    let unreachable = matches!(
+        e,
+        shoal_node::NodeError::NotRunning(_)
+            | shoal_node::NodeError::Agent(shoal_node::agent_client::AgentError::Unreachable { .. } | shoal_node::agent_client::AgentError::NoAnswer)
+    );
+    if !unreachable {
+        return ApiError::from(e);
+    }
+    let node = app.node.clone();
+    let id2 = id.to_string();
+    if tokio::task::spawn_blocking(move || node.is_running(&id2)).await.unwrap_or(true) {
+        return ApiError::from(e);
+    }
+    let why = "its PID 1 (shoal-agent) exited; `shoal logs` may say why; `shoal sandbox start` restarts it";
+    if let Err(store_err) = app.store.lock().unwrap().set_sandbox_state(id, "failed", Some(why)) {
+        return store_err.into();
+    }
+    ApiError::conflict(format!("sandbox `{key}` is not running: {why}"))
 }
 
 // ---------------------------------------------------------------- start-up
@@ -665,9 +678,11 @@ pub async fn converge_on_start(app: &Arc<App>) -> Result<(), ApiError> {
     let results = blocking(move || node.converge(&specs, &networks)).await?;
     let s = app.store.lock().unwrap();
     for (id, r) in results {
-        let stopped = s.sandbox(&id)?.is_some_and(|sb| sb.state == "stopped");
+        // A stop that was interrupted by the restart was finished by `converge` (spec.running
+        // is false for `stopping`): record it as stopped.
+        let stopped = s.sandbox(&id)?.is_some_and(|sb| sb.state == "stopped" || sb.state == "stopping");
         match r {
-            Ok(()) if stopped => {}
+            Ok(()) if stopped => s.set_sandbox_state(&id, "stopped", None)?,
             Ok(()) => s.set_sandbox_state(&id, "running", None)?,
             Err(e) => {
                 tracing::error!(sandbox = %id, "could not re-adopt: {e}");

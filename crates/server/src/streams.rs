@@ -126,13 +126,16 @@ pub async fn exec_stream(app: &Arc<App>, key: &str, req: ExecStreamRequest) -> R
     });
     let node = app.node.clone();
     let id2 = id.clone();
-    let (conn, first) = tokio::task::spawn_blocking(move || -> Result<(AgentConn, Response), NodeError> {
+    let opened = tokio::task::spawn_blocking(move || -> Result<(AgentConn, Response), NodeError> {
         let mut conn = node.agent_stream(&id2, &areq)?;
         let first = conn.recv()?.ok_or(NodeError::Agent(AgentError::NoAnswer))?;
         Ok((conn, first))
     })
-    .await?
-    .map_err(node_err)?;
+    .await?;
+    let (conn, first) = match opened {
+        Ok(x) => x,
+        Err(e) => return Err(crate::service::agent_failure(app, &id, key, e).await),
+    };
     if let Response::Error { message, error_kind } = first {
         return Err(agent_refusal(error_kind, message));
     }
@@ -156,13 +159,17 @@ pub async fn exec_stream(app: &Arc<App>, key: &str, req: ExecStreamRequest) -> R
 pub async fn attach(app: &Arc<App>, key: &str, pid: u32, from_start: bool) -> Result<mpsc::Receiver<Vec<u8>>, ApiError> {
     let id = running_sandbox(app, key)?;
     let node = app.node.clone();
-    let (conn, first) = tokio::task::spawn_blocking(move || -> Result<(AgentConn, Response), NodeError> {
-        let mut conn = node.agent_stream(&id, &Request::Attach { pid, from_start })?;
+    let id2 = id.clone();
+    let opened = tokio::task::spawn_blocking(move || -> Result<(AgentConn, Response), NodeError> {
+        let mut conn = node.agent_stream(&id2, &Request::Attach { pid, from_start })?;
         let first = conn.recv()?.ok_or(NodeError::Agent(AgentError::NoAnswer))?;
         Ok((conn, first))
     })
-    .await?
-    .map_err(node_err)?;
+    .await?;
+    let (conn, first) = match opened {
+        Ok(x) => x,
+        Err(e) => return Err(crate::service::agent_failure(app, &id, key, e).await),
+    };
     if let Response::Error { message, error_kind } = first {
         return Err(agent_refusal(error_kind, message));
     }
@@ -313,7 +320,11 @@ pub fn check_path(path: &str) -> Result<(), ApiError> {
 async fn file_request(app: &Arc<App>, key: &str, req: Request) -> Result<Response, ApiError> {
     let id = running_sandbox(app, key)?;
     let node = app.node.clone();
-    tokio::task::spawn_blocking(move || node.agent_request(&id, &req)).await?.map_err(node_err)
+    let id2 = id.clone();
+    match tokio::task::spawn_blocking(move || node.agent_request(&id2, &req)).await? {
+        Ok(r) => Ok(r),
+        Err(e) => Err(crate::service::agent_failure(app, &id, key, e).await),
+    }
 }
 
 pub async fn stat(app: &Arc<App>, key: &str, path: &str) -> Result<FileInfo, ApiError> {
@@ -346,34 +357,50 @@ pub async fn simple(app: &Arc<App>, key: &str, req: Request) -> Result<(), ApiEr
 }
 
 /// A download (file or tar): the first frame decides between an HTTP error and a body.
-pub async fn download(app: &Arc<App>, key: &str, req: Request) -> Result<mpsc::Receiver<Vec<u8>>, ApiError> {
+pub async fn download(app: &Arc<App>, key: &str, req: Request) -> Result<mpsc::Receiver<std::io::Result<Vec<u8>>>, ApiError> {
     let id = running_sandbox(app, key)?;
     let node = app.node.clone();
-    let (mut conn, first) = tokio::task::spawn_blocking(move || -> Result<(AgentConn, Response), NodeError> {
-        let mut conn = node.agent_stream(&id, &req)?;
+    let id2 = id.clone();
+    let opened = tokio::task::spawn_blocking(move || -> Result<(AgentConn, Response), NodeError> {
+        let mut conn = node.agent_stream(&id2, &req)?;
         let first = conn.recv()?.ok_or(NodeError::Agent(AgentError::NoAnswer))?;
         Ok((conn, first))
     })
-    .await?
-    .map_err(node_err)?;
+    .await?;
+    let (mut conn, first) = match opened {
+        Ok(x) => x,
+        Err(e) => return Err(crate::service::agent_failure(app, &id, key, e).await),
+    };
     if let Response::Error { message, error_kind } = first {
         return Err(agent_refusal(error_kind, message));
     }
-    let (tx, rx) = mpsc::channel::<Vec<u8>>(CHANNEL_DEPTH);
+    let (tx, rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(CHANNEL_DEPTH);
     std::thread::spawn(move || {
         let mut next = Some(first);
         while let Some(frame) = next.take() {
             match frame {
                 Response::Data { data } => {
-                    if tx.blocking_send(data).is_err() {
+                    if tx.blocking_send(Ok(data)).is_err() {
                         return;
                     }
                 }
-                // Done, or an error after some data: the body just ends (a short body is the
-                // signal; Content-Length is unknown up front).
-                _ => return,
+                Response::Done { .. } => return,
+                // An error after some data: abort the body, so that the client sees a broken
+                // transfer instead of a short file.
+                other => {
+                    let why = match other {
+                        Response::Error { message, .. } => message,
+                        _ => "the sandbox agent stopped sending".to_string(),
+                    };
+                    let _ = tx.blocking_send(Err(std::io::Error::other(why)));
+                    return;
+                }
             }
-            next = conn.recv().ok().flatten();
+            next = match conn.recv() {
+                Ok(Some(f)) => Some(f),
+                Ok(None) => Some(Response::Error { message: "the sandbox agent closed the transfer early".into(), error_kind: Default::default() }),
+                Err(e) => Some(Response::Error { message: e.to_string(), error_kind: Default::default() }),
+            };
         }
     });
     Ok(rx)
