@@ -74,6 +74,12 @@ fn bad_input_is_refused_and_changes_nothing() {
     let (st, _) = h.http("GET", "/v1/networks/ghost", None);
     assert_eq!(st, 404);
 
+    // The API contract is public (no key) and matches the committed copy.
+    let (st, doc) = h.http_with_key(None, "GET", "/v1/openapi.json", None);
+    assert_eq!(st, 200);
+    let committed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json")).unwrap()).unwrap();
+    assert_eq!(doc, committed);
+
     // Authentication.
     let (st, r) = h.http_with_key(None, "GET", "/v1/sandboxes", None);
     assert_eq!((st, r["error"]["code"].as_str()), (401, Some("unauthorized")), "{r}");
