@@ -94,6 +94,24 @@ fn pump_events(mut conn: AgentConn, first: Response, on_end: impl FnOnce() + Sen
     rx
 }
 
+/// Opens a stream to the sandbox's agent and reads its first frame: an `Error` there becomes
+/// the HTTP answer; a dead agent marks the sandbox failed (409).
+async fn open_stream(app: &Arc<App>, id: &str, key: &str, req: Request) -> Result<(AgentConn, Response), ApiError> {
+    let node = app.node.clone();
+    let id2 = id.to_string();
+    let opened = tokio::task::spawn_blocking(move || -> Result<(AgentConn, Response), NodeError> {
+        let mut conn = node.agent_stream(&id2, &req)?;
+        let first = conn.recv()?.ok_or(NodeError::Agent(AgentError::NoAnswer))?;
+        Ok((conn, first))
+    })
+    .await?;
+    match opened {
+        Ok((_, Response::Error { message, error_kind })) => Err(agent_refusal(error_kind, message)),
+        Ok(x) => Ok(x),
+        Err(e) => Err(crate::service::agent_failure(app, id, key, e).await),
+    }
+}
+
 /// Starts a streaming exec; the first frame decides between an HTTP error and a stream.
 pub async fn exec_stream(app: &Arc<App>, key: &str, req: ExecStreamRequest) -> Result<mpsc::Receiver<Vec<u8>>, ApiError> {
     if req.cmd.is_empty() {
@@ -124,21 +142,7 @@ pub async fn exec_stream(app: &Arc<App>, key: &str, req: ExecStreamRequest) -> R
         background,
         pty: req.pty.map(|p| shoal_agent_proto::PtySize { rows: p.rows, cols: p.cols }),
     });
-    let node = app.node.clone();
-    let id2 = id.clone();
-    let opened = tokio::task::spawn_blocking(move || -> Result<(AgentConn, Response), NodeError> {
-        let mut conn = node.agent_stream(&id2, &areq)?;
-        let first = conn.recv()?.ok_or(NodeError::Agent(AgentError::NoAnswer))?;
-        Ok((conn, first))
-    })
-    .await?;
-    let (conn, first) = match opened {
-        Ok(x) => x,
-        Err(e) => return Err(crate::service::agent_failure(app, &id, key, e).await),
-    };
-    if let Response::Error { message, error_kind } = first {
-        return Err(agent_refusal(error_kind, message));
-    }
+    let (conn, first) = open_stream(app, &id, key, areq).await?;
     // Foreground processes take stdin/signals on their own connection: remember it by pid.
     let registered = match (&first, background) {
         (Response::Started { pid }, false) => {
@@ -158,21 +162,7 @@ pub async fn exec_stream(app: &Arc<App>, key: &str, req: ExecStreamRequest) -> R
 /// Reattaches to a background process's output (replaying what the ring buffer kept).
 pub async fn attach(app: &Arc<App>, key: &str, pid: u32, from_start: bool) -> Result<mpsc::Receiver<Vec<u8>>, ApiError> {
     let id = running_sandbox(app, key)?;
-    let node = app.node.clone();
-    let id2 = id.clone();
-    let opened = tokio::task::spawn_blocking(move || -> Result<(AgentConn, Response), NodeError> {
-        let mut conn = node.agent_stream(&id2, &Request::Attach { pid, from_start })?;
-        let first = conn.recv()?.ok_or(NodeError::Agent(AgentError::NoAnswer))?;
-        Ok((conn, first))
-    })
-    .await?;
-    let (conn, first) = match opened {
-        Ok(x) => x,
-        Err(e) => return Err(crate::service::agent_failure(app, &id, key, e).await),
-    };
-    if let Response::Error { message, error_kind } = first {
-        return Err(agent_refusal(error_kind, message));
-    }
+    let (conn, first) = open_stream(app, &id, key, Request::Attach { pid, from_start }).await?;
     Ok(pump_events(conn, first, || {}))
 }
 
@@ -359,21 +349,7 @@ pub async fn simple(app: &Arc<App>, key: &str, req: Request) -> Result<(), ApiEr
 /// A download (file or tar): the first frame decides between an HTTP error and a body.
 pub async fn download(app: &Arc<App>, key: &str, req: Request) -> Result<mpsc::Receiver<std::io::Result<Vec<u8>>>, ApiError> {
     let id = running_sandbox(app, key)?;
-    let node = app.node.clone();
-    let id2 = id.clone();
-    let opened = tokio::task::spawn_blocking(move || -> Result<(AgentConn, Response), NodeError> {
-        let mut conn = node.agent_stream(&id2, &req)?;
-        let first = conn.recv()?.ok_or(NodeError::Agent(AgentError::NoAnswer))?;
-        Ok((conn, first))
-    })
-    .await?;
-    let (mut conn, first) = match opened {
-        Ok(x) => x,
-        Err(e) => return Err(crate::service::agent_failure(app, &id, key, e).await),
-    };
-    if let Response::Error { message, error_kind } = first {
-        return Err(agent_refusal(error_kind, message));
-    }
+    let (mut conn, first) = open_stream(app, &id, key, req).await?;
     let (tx, rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(CHANNEL_DEPTH);
     std::thread::spawn(move || {
         let mut next = Some(first);
