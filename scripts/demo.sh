@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 ./scripts/install-deps.sh
 ./scripts/build.sh
-SHOAL="$PWD/target/release/shoal"
+SHOAL="$(realpath "${CARGO_TARGET_DIR:-target}")/release/shoal"
 export SHOAL_DATA_DIR="${SHOAL_DATA_DIR:-/var/lib/shoal}"
 URL="${SHOAL_URL:-http://127.0.0.1:7070}"
 mkdir -p "$SHOAL_DATA_DIR"

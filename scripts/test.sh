@@ -10,11 +10,12 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   echo "==> installing cargo-nextest"
   cargo install --locked cargo-nextest
 fi
-echo "==> building test images (busybox:1, devbox:1) into target/test-images"
+T="${CARGO_TARGET_DIR:-target}"
+echo "==> building test images (busybox:1, devbox:1) into $T/test-images"
 for img in busybox:1 devbox:1; do
   name=${img%%:*}; tag=${img##*:}
-  [ -f "target/test-images/$name/$tag/image.json" ] || \
-    target/release/shoal image build "$img" --data-dir /nonexistent --images-dir target/test-images
+  [ -f "$T/test-images/$name/$tag/image.json" ] || \
+    "$T/release/shoal" image build "$img" --data-dir /nonexistent --images-dir "$T/test-images"
 done
 echo "==> unit and end-to-end tests"
 # Two at a time: each end-to-end test runs its own `shoal up` in its own namespace.

@@ -18,6 +18,8 @@ pub enum CidrError {
     HostBits(String, Cidr),
     #[error("prefix length /{0} is out of range: networks must be between /16 and /29")]
     PrefixRange(u8),
+    #[error("{0} overlaps {1}, which cannot carry a sandbox network: use a private block such as 10.x.0.0/24")]
+    Special(Cidr, &'static str),
 }
 
 impl Cidr {
@@ -53,6 +55,18 @@ impl Cidr {
         let c: Cidr = s.parse()?;
         if !(16..=29).contains(&c.prefix) {
             return Err(CidrError::PrefixRange(c.prefix));
+        }
+        const SPECIAL: &[(&str, &str)] = &[
+            ("0.0.0.0/8", "\"this network\" (0.0.0.0/8)"),
+            ("127.0.0.0/8", "loopback (127.0.0.0/8)"),
+            ("169.254.0.0/16", "link-local (169.254.0.0/16)"),
+            ("224.0.0.0/4", "multicast (224.0.0.0/4)"),
+            ("240.0.0.0/4", "reserved (240.0.0.0/4)"),
+        ];
+        for (block, what) in SPECIAL {
+            if c.overlaps(&block.parse().expect("valid")) {
+                return Err(CidrError::Special(c, what));
+            }
         }
         Ok(c)
     }
@@ -108,6 +122,10 @@ mod tests {
         assert!(matches!("10.0.0.1/24".parse::<Cidr>(), Err(CidrError::HostBits(_, _))));
         assert_eq!(Cidr::parse_network("10.0.0.0/8"), Err(CidrError::PrefixRange(8)));
         assert_eq!(Cidr::parse_network("10.0.0.0/30"), Err(CidrError::PrefixRange(30)));
+        for special in ["127.0.0.0/24", "0.0.0.0/24", "169.254.0.0/24", "224.0.0.0/24", "250.0.0.0/24"] {
+            assert!(matches!(Cidr::parse_network(special), Err(CidrError::Special(_, _))), "{special}");
+        }
+        assert!(Cidr::parse_network("100.64.0.0/24").is_ok());
     }
 
     #[test]

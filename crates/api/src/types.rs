@@ -103,6 +103,9 @@ pub struct SandboxCreate {
 #[serde(deny_unknown_fields)]
 pub struct TimeoutUpdate {
     pub timeout_secs: u64,
+    /// `delete` or `stop`; unchanged when absent.
+    #[serde(default)]
+    pub on_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]

@@ -37,6 +37,8 @@ pub async fn run(args: UpArgs, initial_key: Option<String>) -> anyhow::Result<()
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        // SAFETY: isatty has no preconditions.
+        .with_ansi(unsafe { libc::isatty(2) } == 1)
         .init();
     let agent_bin = paths::find_agent(args.agent_bin.as_deref())?;
     let data_dir = args.dir.data_dir.clone();

@@ -316,6 +316,11 @@ impl Node {
         m
     }
 
+    /// Of `ids`, the sandboxes whose PID 1 has died (cheap: reads files only).
+    pub fn dead_sandboxes(&self, ids: &[String]) -> Vec<String> {
+        ids.iter().filter(|id| self.oci.init_gone(id) == Some(true)).cloned().collect()
+    }
+
     /// Whether the sandbox's container is running (its PID 1 alive).
     pub fn is_running(&self, id: &str) -> bool {
         self.oci.status(id).as_deref() == Some("running")
@@ -500,6 +505,15 @@ fn lock_data_dir(dir: &Path) -> Result<File, NodeError> {
         return Err(NodeError::Locked(dir.display().to_string()));
     }
     Ok(f)
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // The per-namespace lock file is only a rendezvous point: remove it while we hold it.
+        if let Ok(ino) = std::fs::metadata("/proc/self/ns/net").map(|m| std::os::unix::fs::MetadataExt::ino(&m)) {
+            let _ = std::fs::remove_file(format!("/run/shoal/netns-{ino}.lock"));
+        }
+    }
 }
 
 /// One node per network namespace: the nftables table and the bridges are per namespace, so a

@@ -162,7 +162,7 @@ impl Client {
     }
     /// The sandbox now expires `secs` from now.
     pub async fn set_timeout(&self, id_or_name: &str, secs: u64) -> Result<Sandbox> {
-        self.call(Method::POST, &format!("/v1/sandboxes/{}/timeout", enc(id_or_name)), Some(&TimeoutUpdate { timeout_secs: secs })).await
+        self.call(Method::POST, &format!("/v1/sandboxes/{}/timeout", enc(id_or_name)), Some(&TimeoutUpdate { timeout_secs: secs, on_timeout: None })).await
     }
     /// The last `tail` lines of the sandbox's PID-1 console.
     pub async fn logs(&self, id_or_name: &str, tail: usize) -> Result<String> {

@@ -34,14 +34,22 @@ impl App {
 
 pub use http::router;
 
-/// Acts on sandbox timeouts once a second, for as long as the process lives.
+/// Acts on sandbox timeouts once a second and notices dead sandboxes every two, for as long as
+/// the process lives.
 pub fn spawn_reaper(app: Arc<App>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        let mut n: u64 = 0;
         loop {
             tick.tick().await;
+            n += 1;
             if let Err(e) = service::reap_expired(&app).await {
                 tracing::error!("checking sandbox timeouts: {}", e.message);
+            }
+            if n % 2 == 0 {
+                if let Err(e) = service::mark_dead(&app).await {
+                    tracing::error!("checking sandbox liveness: {}", e.message);
+                }
             }
         }
     });

@@ -433,14 +433,17 @@ fn expiry(secs: u64) -> Result<i64, ApiError> {
 }
 
 /// Sets a running or stopped sandbox to expire `secs` from now (extends or shortens).
-pub fn set_timeout(app: &App, key: &str, secs: u64) -> Result<Sandbox, ApiError> {
+pub fn set_timeout(app: &App, key: &str, secs: u64, on_timeout: Option<&str>) -> Result<Sandbox, ApiError> {
     let at = expiry(secs)?;
+    let action = match on_timeout {
+        Some(a) => Some(parse_on_timeout(Some(a))?),
+        None => None,
+    };
     let s = app.store.lock().unwrap();
     let sb = find_sandbox(&s, key)?;
     s.set_expiry(&sb.id, Some(at))?;
-    if sb.on_timeout.is_none() {
-        s.conn().execute("UPDATE sandboxes SET on_timeout = 'delete' WHERE id = ?1", [&sb.id]).map_err(crate::store::StoreError::from)?;
-    }
+    let action = action.or(sb.on_timeout.as_deref().map(|a| if a == "stop" { "stop" } else { "delete" })).unwrap_or("delete");
+    s.conn().execute("UPDATE sandboxes SET on_timeout = ?2 WHERE id = ?1", [&sb.id, action]).map_err(crate::store::StoreError::from)?;
     let sb = find_sandbox(&s, &sb.id)?;
     sandbox_view(&s, sb)
 }
@@ -528,6 +531,23 @@ pub async fn metrics(app: &Arc<App>, key: &str) -> Result<shoal_api::SandboxMetr
             .map(|i| shoal_api::InterfaceMetrics { ifname: i.ifname, network_id: i.network_id, rx_bytes: i.rx_bytes, tx_bytes: i.tx_bytes, rx_packets: i.rx_packets, tx_packets: i.tx_packets })
             .collect(),
     })
+}
+
+/// Marks `failed` the running sandboxes whose PID 1 died (e.g. `kill 1` from inside), so that
+/// their state says so and `start` brings them back.
+pub async fn mark_dead(app: &Arc<App>) -> Result<(), ApiError> {
+    let running: Vec<String> = app.store.lock().unwrap().sandboxes()?.into_iter().filter(|s| s.state == "running").map(|s| s.id).collect();
+    let node = app.node.clone();
+    let dead = blocking(move || node.dead_sandboxes(&running)).await?;
+    let s = app.store.lock().unwrap();
+    for id in dead {
+        // Re-check under the lock: a stop or delete may have started meanwhile.
+        if s.sandbox(&id)?.is_some_and(|sb| sb.state == "running") {
+            tracing::warn!(sandbox = %id, "PID 1 exited; marking the sandbox failed");
+            s.set_sandbox_state(&id, "failed", Some("its PID 1 (shoal-agent) exited; `shoal logs` may say why; `shoal sandbox start` restarts it"))?;
+        }
+    }
+    Ok(())
 }
 
 /// Deletes or stops sandboxes whose lifetime ended; the server runs this every second.

@@ -75,15 +75,16 @@ fn a_sandbox_whose_pid1_died_is_failed_not_an_error() {
     let id = sb["id"].as_str().unwrap();
     let out = Command::new("runc").arg("--root").arg(h.data_dir().join("oci-state")).args(["kill", id, "KILL"]).output().unwrap();
     assert!(out.status.success());
-    eventually("the container to stop", Duration::from_secs(10), || {
-        let (st, _) = h.http("POST", "/v1/sandboxes/doomed/exec", Some(r#"{"cmd":"true"}"#));
-        st == 409
-    });
+    // The node notices on its own (no request needed) ...
+    eventually("the sandbox to be marked failed", Duration::from_secs(10), || h.json(&["sandbox", "get", "doomed"])["state"] == "failed");
     let (st, r) = h.http("POST", "/v1/sandboxes/doomed/exec", Some(r#"{"cmd":"true"}"#));
     assert_eq!((st, r["error"]["code"].as_str()), (409, Some("conflict")), "{r}");
     let s = h.json(&["sandbox", "get", "doomed"]);
     assert_eq!(s["state"], "failed");
     assert!(s["state_reason"].as_str().unwrap().contains("PID 1"), "{s}");
+    // ... and `start` brings it back.
+    assert_eq!(h.json(&["sandbox", "start", "doomed"])["state"], "running");
+    assert_eq!(h.sh_ok("doomed", "echo back").trim(), "back");
     h.ok(&["sandbox", "rm", "doomed"]);
 }
 

@@ -177,6 +177,22 @@ impl OciRuntime {
         run_idempotent(&self.binary, &refs)
     }
 
+    /// Whether the container's init process is known to be gone, from runc's state file and
+    /// /proc (no process spawn: this runs every few seconds for every sandbox). `None` when it
+    /// cannot tell (no state file, e.g. another OCI runtime).
+    pub fn init_gone(&self, id: &str) -> Option<bool> {
+        let state: serde_json::Value = serde_json::from_slice(&std::fs::read(self.state_root.join(id).join("state.json")).ok()?).ok()?;
+        let pid = state["init_process_pid"].as_u64()?;
+        let start = state["init_process_start"].as_u64();
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return Some(true) };
+        // Fields after the command name (which may contain spaces) start at ") ".
+        let fields: Vec<&str> = stat.rsplit_once(") ").map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+        let zombie = fields.first() == Some(&"Z") || fields.first() == Some(&"X");
+        // Field 22 (starttime) is index 19 here; a different start time means a reused pid.
+        let reused = start.is_some_and(|s| fields.get(19).and_then(|f| f.parse::<u64>().ok()) != Some(s));
+        Some(zombie || reused)
+    }
+
     /// Ids of all containers in this runtime's state directory.
     pub fn list(&self) -> Vec<String> {
         let Ok(out) = self.run(&["list", "--format", "json"]) else { return vec![] };
