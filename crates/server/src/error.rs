@@ -76,6 +76,11 @@ pub fn agent_refusal(kind: shoal_agent_proto::ErrorKind, message: String) -> Api
         K::PermissionDenied => ApiError::new(StatusCode::FORBIDDEN, "permission_denied", message),
         K::Exists => ApiError::conflict(message),
         K::Invalid | K::Other => ApiError::unprocessable(message),
+        // fork() failing with EAGAIN inside a sandbox means its pids limit is reached: that is
+        // the sandbox being full, not a server fault.
+        K::Io if message.contains("resource temporarily unavailable") => ApiError::unavailable(format!(
+            "{message}: the sandbox is at its process limit (its shape's pids limit); wait for processes to end or use a larger shape"
+        )),
         K::Io => ApiError::internal(message),
     }
 }
