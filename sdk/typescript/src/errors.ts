@@ -5,6 +5,7 @@
  * |---------------------|------------------------------------------------|----------|
  * | `ValidationError`   | the server refused the input                   | 400, 415, 422 |
  * | `AuthError`         | missing or wrong API key                       | 401, 403 |
+ * | `PermissionDeniedError` | the sandbox's filesystem refused (`EACCES`, `EPERM`, read-only) | 403 `permission_denied` |
  * | `NotFoundError`     | no such sandbox, network or endpoint           | 404      |
  * | `ConflictError`     | name taken, network still has members, …       | 409      |
  * | `UnavailableError`  | the server is busy (after the retries)         | 503      |
@@ -45,6 +46,8 @@ export class ShoalError extends Error {
 
 export class ValidationError extends ShoalError {}
 export class AuthError extends ShoalError {}
+/** A file operation the sandbox's filesystem refused (403 `permission_denied`: `EACCES`, `EPERM`, `EROFS`). */
+export class PermissionDeniedError extends ShoalError {}
 export class NotFoundError extends ShoalError {}
 export class ConflictError extends ShoalError {}
 export class UnavailableError extends ShoalError {}
@@ -60,8 +63,9 @@ export function errorForStatus(init: ShoalErrorInit): ShoalError {
     case 422:
       return new ValidationError(init);
     case 401:
-    case 403:
       return new AuthError(init);
+    case 403:
+      return init.code === "permission_denied" ? new PermissionDeniedError(init) : new AuthError(init);
     case 404:
       return new NotFoundError(init);
     case 409:

@@ -15,10 +15,15 @@ export { ShoalClient, Networks } from "./client.js";
 export type { ShoalClientOptions, CreateSandboxOptions, DeleteNetworkOptions } from "./client.js";
 export { Sandbox } from "./sandbox.js";
 export type { CommandResult, RunCommandOptions, NetworkLike } from "./sandbox.js";
+export { ProcessHandle } from "./process.js";
+export type { ExecOptions, AttachOptions, StreamOptions, ExecResult, ProcessEvent, OutputEvent } from "./process.js";
+export { SandboxFiles } from "./files.js";
+export type { UploadData, ReadOptions, WriteOptions } from "./files.js";
 export {
   ShoalError,
   ValidationError,
   AuthError,
+  PermissionDeniedError,
   NotFoundError,
   ConflictError,
   UnavailableError,

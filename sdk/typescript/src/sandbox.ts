@@ -1,6 +1,9 @@
+import { SandboxFiles } from "./files.js";
+import { ProcessApi } from "./process.js";
+import type { AttachOptions, ExecOptions, ProcessHandle } from "./process.js";
 import type { Transport } from "./transport.js";
 import { seg } from "./transport.js";
-import type { ExecRequest, ExecResponse, NetworkRef, Nic, SandboxData, SandboxMetrics, SandboxState } from "./types.js";
+import type { ExecRequest, ExecResponse, NetworkRef, Nic, ProcessInfo, SandboxData, SandboxMetrics, SandboxState } from "./types.js";
 
 /** Server-side default of `timeout_ms` for a command. */
 const DEFAULT_EXEC_TIMEOUT_MS = 60_000;
@@ -61,11 +64,20 @@ export class Sandbox implements SandboxData {
   declare on_timeout?: string;
 
   readonly #t: Transport;
+  readonly #procs: ProcessApi;
+  readonly #files: SandboxFiles;
 
   /** @internal Sandboxes come from `client.createSandbox()`, `getSandbox()` and `listSandboxes()`. */
   constructor(transport: Transport, data: SandboxData) {
     this.#t = transport;
     this.#set(data);
+    this.#procs = new ProcessApi(transport, (suffix) => this.#path(suffix));
+    this.#files = new SandboxFiles(transport, () => this.#path());
+  }
+
+  /** The sandbox's files: `read`, `readStream`, `write`, `list`, `stat`, `mkdir`, `remove`, `rename`, `downloadTar`, `uploadTar`. */
+  get files(): SandboxFiles {
+    return this.#files;
   }
 
   #set(data: SandboxData): this {
@@ -96,6 +108,70 @@ export class Sandbox implements SandboxData {
     const timeoutMs = Math.max(this.#t.opts.timeoutMs, (opts.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS) + EXEC_GRACE_MS);
     const r = await this.#t.call<ExecResponse>("POST", this.#path("/exec"), { body: req, timeoutMs, signal: opts.signal });
     return { exitCode: r.exit_code, stdout: r.stdout, stderr: r.stderr, durationMs: r.duration_ms, timedOut: r.timed_out ?? false };
+  }
+
+  /**
+   * Starts `cmd args…` and streams its output as it is produced. Resolves once the process
+   * runs, with a {@link ProcessHandle}: `pid`, `done` (the exit), `writeStdin` / `closeStdin`
+   * (with `keepStdinOpen`), `kill`, `resize` (with `pty`), and async iteration over its events.
+   *
+   * ```ts
+   * const p = await sb.exec("sh", ["-c", "for i in 1 2 3; do echo $i; sleep 1; done"], {
+   *   onStdout: (b) => process.stdout.write(b),
+   * });
+   * const { exitCode } = await p.done;
+   * ```
+   *
+   * The process belongs to the connection: when it closes (`close()`, `signal` aborted, the
+   * client exits) the process is killed, unless `background` is set. There is no timeout
+   * unless `timeoutMs` is given. Errors before it starts (a missing `cwd`, a stopped sandbox)
+   * reject this call; a command that is not found starts no process: its handle has no `pid`,
+   * and `done` resolves with exit code 127.
+   */
+  async exec(cmd: string, args: string[] = [], opts: ExecOptions = {}): Promise<ProcessHandle> {
+    return this.#procs.exec(cmd, args, opts);
+  }
+
+  /**
+   * Starts `cmd args…` as a background process and resolves with its pid once it runs. It keeps
+   * running without a client; its output goes to a 1 MiB ring buffer that {@link attach}
+   * replays. Only its own `timeoutMs`, a signal, `killProcess` or the sandbox stopping end it.
+   */
+  async startBackground(cmd: string, args: string[] = [], opts: Omit<ExecOptions, "background" | "onStdout" | "onStderr" | "onEvent"> = {}): Promise<{ pid: number }> {
+    return this.#procs.startBackground(cmd, args, opts);
+  }
+
+  /**
+   * Attaches to a background process: its output from now on (with `fromStart`, first what
+   * its ring buffer kept), then its exit. Closing the handle leaves the process running.
+   */
+  async attach(pid: number, opts: AttachOptions = {}): Promise<ProcessHandle> {
+    return this.#procs.attach(pid, opts);
+  }
+
+  /** The sandbox's background processes, running or finished, in start order. */
+  async processes(): Promise<ProcessInfo[]> {
+    return this.#procs.list();
+  }
+
+  /** Writes to a process's stdin by pid (started with `keepStdinOpen`); `close` closes it afterwards. */
+  async writeStdin(pid: number, data: string | Uint8Array, opts: { close?: boolean } = {}): Promise<void> {
+    return this.#procs.writeStdin(pid, data, opts.close ?? false);
+  }
+
+  /** Closes a process's stdin by pid. */
+  async closeStdin(pid: number): Promise<void> {
+    return this.#procs.writeStdin(pid, undefined, true);
+  }
+
+  /** Without `signal`: SIGKILL to the process group, and a background process leaves the list. With it: sends that signal (`"SIGINT"`, `"TERM"`, `15`, …). */
+  async killProcess(pid: number, signal?: string | number): Promise<void> {
+    return this.#procs.kill(pid, signal);
+  }
+
+  /** Sets the window size of a process's pty. */
+  async resizeProcess(pid: number, rows: number, cols: number): Promise<void> {
+    return this.#procs.resize(pid, rows, cols);
   }
 
   /** Plugs this (running) sandbox into one more network (the next free `ethN`); returns `this`, updated. */

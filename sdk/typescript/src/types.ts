@@ -150,3 +150,67 @@ export interface SandboxMetrics {
   disk_bytes: number;
   interfaces: { ifname: string; network_id: string; rx_bytes: number; tx_bytes: number; rx_packets: number; tx_packets: number }[];
 }
+
+/** A pseudo-terminal's size. */
+export interface PtySize {
+  rows: number;
+  cols: number;
+}
+
+/** The wire form of a streaming exec request (`POST /v1/sandboxes/{id}/exec/stream`). */
+export interface ExecStreamRequest {
+  cmd: string;
+  args?: string[];
+  env?: Record<string, string>;
+  cwd?: string;
+  /** Text written to stdin first. */
+  stdin?: string;
+  /** Bytes (base64) written to stdin first. Not together with `stdin`. */
+  stdin_base64?: string;
+  /** Keep stdin open for `POST …/processes/{pid}/stdin` until that closes it. */
+  keep_stdin_open?: boolean;
+  /** Kill the process group after this long; no timeout when absent. */
+  timeout_ms?: number;
+  /** Keep running when the client disconnects (output kept in a 1 MiB ring buffer). */
+  background?: boolean;
+  /** Run on a pseudo-terminal of this size. */
+  pty?: PtySize;
+}
+
+/** One line of an exec or attach stream as it is on the wire (output in base64). */
+export type ExecEventWire =
+  | { type: "started"; pid: number }
+  | { type: "stdout" | "stderr" | "pty"; data: string; offset?: number }
+  | { type: "heartbeat" }
+  | { type: "exit"; exit_code: number; signal: number | null; timed_out: boolean; duration_ms: number }
+  | { type: "error"; code: string; message: string };
+
+/** A background process (`GET /v1/sandboxes/{id}/processes`). */
+export interface ProcessInfo {
+  pid: number;
+  cmd: string;
+  args: string[];
+  /** RFC 3339 timestamp. */
+  started_at: string;
+  running: boolean;
+  /** Set once the process has exited (128+N when killed by signal N). */
+  exit_code: number | null;
+  signal: number | null;
+  timed_out: boolean;
+  /** Runs on a pseudo-terminal. */
+  pty: boolean;
+  /** Bytes printed so far; the last 1 MiB of them can be replayed with `attach(pid, { fromStart: true })`. */
+  output_bytes: number;
+}
+
+/** A file, directory or symlink in a sandbox (`GET …/files`, `GET …/files/stat`). */
+export interface FileInfo {
+  name: string;
+  /** `file`, `dir`, `symlink` or `other`. */
+  kind: "file" | "dir" | "symlink" | "other" | (string & {});
+  size: number;
+  /** Permission bits, e.g. 420 (0644). */
+  mode: number;
+  /** RFC 3339 timestamp. */
+  modified_at: string;
+}

@@ -17,6 +17,7 @@ from ._errors import (
     ConnectError,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     ServerError,
     ShoalError,
     Timeout,
@@ -24,8 +25,10 @@ from ._errors import (
     Unauthorized,
     Unavailable,
 )
+from ._files import AsyncByteStream, AsyncFiles, ByteStream, Files
 from ._models import (
     CommandResult,
+    FileInfo,
     Health,
     Image,
     InterfaceMetrics,
@@ -33,19 +36,27 @@ from ._models import (
     Network,
     NetworkRef,
     Nic,
+    ProcessEvent,
+    ProcessInfo,
+    ProcessResult,
     SandboxInfo,
     SandboxMetrics,
     SandboxRef,
     Shape,
 )
+from ._process import AsyncProcessHandle, ProcessHandle, ProcessStart
 from ._sync import Networks, Sandbox, Sandboxes, Shoal
 from ._version import __version__
 
 __all__ = [
+    "AsyncByteStream",
+    "AsyncFiles",
     "AsyncNetworks",
+    "AsyncProcessHandle",
     "AsyncSandbox",
     "AsyncSandboxes",
     "AsyncShoal",
+    "ByteStream",
     "ClientConfig",
     "CommandError",
     "CommandResult",
@@ -55,6 +66,8 @@ __all__ = [
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_TIMEOUT",
     "DEFAULT_URL",
+    "FileInfo",
+    "Files",
     "Health",
     "Image",
     "InterfaceMetrics",
@@ -65,6 +78,12 @@ __all__ = [
     "Networks",
     "Nic",
     "NotFound",
+    "PermissionDenied",
+    "ProcessEvent",
+    "ProcessHandle",
+    "ProcessInfo",
+    "ProcessResult",
+    "ProcessStart",
     "Sandbox",
     "SandboxCreation",
     "SandboxInfo",

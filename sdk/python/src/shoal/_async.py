@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import builtins
 import warnings
-from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, overload
 
 import httpx
 
@@ -19,12 +19,16 @@ from ._base import (
     ClientCore,
     TimeoutTypes,
     create_body,
+    exec_stream_body,
     logs_params,
     network_ref,
+    not_started,
+    pid_seg,
     seg,
     whole_seconds,
 )
-from ._errors import CommandError, NotFound, ShoalError
+from ._errors import CommandError, NotFound, ShoalError, error_from_response
+from ._files import AsyncFiles
 from ._models import (
     CommandResult,
     Health,
@@ -32,6 +36,8 @@ from ._models import (
     Member,
     Network,
     NetworkRef,
+    ProcessEvent,
+    ProcessInfo,
     SandboxInfo,
     SandboxMetrics,
     SandboxRef,
@@ -39,6 +45,7 @@ from ._models import (
     network_key,
     sandbox_key,
 )
+from ._process import AsyncProcessHandle, EventCallback, OutputCallback, ProcessStart, _Controls
 
 
 class AsyncShoal(ClientCore):
@@ -87,6 +94,42 @@ class AsyncShoal(ClientCore):
                 attempt += 1
                 continue
             return self._answer(resp)
+
+    async def _open(
+        self, call: Call, content: Any = None, content_type: str | None = None, accept: str = "application/json"
+    ) -> httpx.Response:
+        """Sends a request whose answer is read as a stream (the caller closes it); see :meth:`Shoal._open`."""
+        attempt = 0
+        replayable = content is None or isinstance(content, bytes)
+        while True:
+            req = self._stream_request(self._http, call, content, content_type, accept)
+            try:
+                resp = await self._http.send(req, stream=True)
+            except httpx.HTTPError as e:
+                raise self._transport_error(call, e) from e
+            if resp.is_success:
+                return resp
+            try:
+                await resp.aread()
+            except httpx.HTTPError:
+                pass
+            finally:
+                await resp.aclose()
+            if replayable and self._should_retry(resp, attempt):
+                await asyncio.sleep(self._retry_delay(resp, attempt))
+                attempt += 1
+                continue
+            raise error_from_response(resp)
+
+    async def _send_upload(self, call: Call, content: Any, content_type: str) -> Any:
+        resp = await self._open(call, content=content, content_type=content_type)
+        try:
+            await resp.aread()
+        except httpx.HTTPError as e:
+            raise self._transport_error(call, e) from e
+        finally:
+            await resp.aclose()
+        return self._answer(resp)
 
     async def aclose(self) -> None:
         """Closes the connection pool (not needed with ``async with AsyncShoal() as client:``)."""
@@ -247,7 +290,157 @@ class AsyncSandbox(SandboxInfo):
             raise CommandError(result, [cmd, *map(str, args)])
         return result
 
-    async def attach(self, network: NetworkRef) -> AsyncSandbox:
+    # -- streamed processes ---------------------------------------------------------------------
+
+    def exec(
+        self,
+        cmd: str,
+        *args: object,
+        env: Mapping[str, object] | None = None,
+        cwd: str | None = None,
+        stdin: str | bytes | None = None,
+        keep_stdin_open: bool = False,
+        timeout: float | None = None,
+        pty: bool | tuple[int, int] | None = None,
+        background: bool = False,
+        on_stdout: OutputCallback | None = None,
+        on_stderr: OutputCallback | None = None,
+        on_event: EventCallback | None = None,
+    ) -> ProcessStart:
+        """Starts ``cmd args...`` and streams its output; see :meth:`Sandbox.exec`.
+
+        ``p = await sb.exec(...)``, or ``async with sb.exec(...) as p:`` to close the stream (and
+        kill a foreground process that still runs) when the block ends. Then ``async for ev in p``
+        and ``await p.wait()``. Callbacks may be coroutine functions.
+        """
+        body = exec_stream_body(cmd, args, env, cwd, stdin, keep_stdin_open, timeout, pty, background)
+        call = Call("POST", f"/v1/sandboxes/{seg(self.id)}/exec/stream", json=body)
+        c = self.client
+
+        async def make() -> AsyncProcessHandle:
+            resp = await c._open(call, accept="application/x-ndjson")
+            return await AsyncProcessHandle._start(
+                c,
+                call,
+                resp,
+                _Controls(seg(self.id)),
+                None,
+                on_stdout=on_stdout,
+                on_stderr=on_stderr,
+                on_event=on_event,
+            )
+
+        return ProcessStart(make)
+
+    async def start_background(
+        self,
+        cmd: str,
+        *args: object,
+        env: Mapping[str, object] | None = None,
+        cwd: str | None = None,
+        stdin: str | bytes | None = None,
+        keep_stdin_open: bool = False,
+        timeout: float | None = None,
+        pty: bool | tuple[int, int] | None = None,
+    ) -> int:
+        """Starts a background process and returns its pid once it runs; see :meth:`Sandbox.start_background`."""
+        c = self.client
+        body = exec_stream_body(cmd, args, env, cwd, stdin, keep_stdin_open, timeout, pty, True)
+        call = Call("POST", f"/v1/sandboxes/{seg(self.id)}/exec/stream", json=body)
+        resp = await c._open(call, accept="application/x-ndjson")
+        async with await AsyncProcessHandle._start(c, call, resp, _Controls(seg(self.id)), None) as h:
+            if h.pid is not None:
+                return h.pid
+            events: list[ProcessEvent] = []
+            try:
+                async for ev in h:
+                    events.append(ev)
+            except ShoalError:
+                pass
+            raise not_started(cmd, events)
+
+    async def processes(self) -> builtins.list[ProcessInfo]:
+        """The sandbox's background processes, running or finished, in start order."""
+        body = await self.client._send(Call("GET", f"/v1/sandboxes/{seg(self.id)}/processes"))
+        return [ProcessInfo._from_json(p) for p in body["processes"]]
+
+    async def write_stdin(self, pid: int, data: str | bytes, *, close: bool = False) -> None:
+        """Writes to a process's stdin by pid; ``close=True`` closes it afterwards."""
+        await self.client._send(_Controls(seg(self.id)).stdin(pid, data, close))
+
+    async def close_stdin(self, pid: int) -> None:
+        """Closes a process's stdin by pid."""
+        await self.client._send(_Controls(seg(self.id)).stdin(pid, None, True))
+
+    async def kill_process(self, pid: int, signal: str | int | None = None) -> None:
+        """SIGKILL to the process group (it leaves the list) without ``signal``; that signal with it."""
+        await self.client._send(_Controls(seg(self.id)).kill(pid, signal))
+
+    async def resize_process(self, pid: int, rows: int, cols: int) -> None:
+        """Sets the window size of a process's pty."""
+        await self.client._send(_Controls(seg(self.id)).resize(pid, rows, cols))
+
+    @property
+    def files(self) -> AsyncFiles:
+        """The sandbox's files; the calls of :class:`Files`, awaited."""
+        return AsyncFiles(self.client, self.id)
+
+    # -- networks -------------------------------------------------------------------------------
+
+    @overload
+    def attach(
+        self,
+        target: int,
+        /,
+        *,
+        from_start: bool = False,
+        on_stdout: OutputCallback | None = None,
+        on_stderr: OutputCallback | None = None,
+        on_event: EventCallback | None = None,
+    ) -> ProcessStart: ...
+
+    @overload
+    def attach(self, target: NetworkRef, /) -> Coroutine[Any, Any, AsyncSandbox]: ...
+
+    def attach(
+        self,
+        target: NetworkRef | int,
+        /,
+        *,
+        from_start: bool = False,
+        on_stdout: OutputCallback | None = None,
+        on_stderr: OutputCallback | None = None,
+        on_event: EventCallback | None = None,
+    ) -> ProcessStart | Coroutine[Any, Any, AsyncSandbox]:
+        """``await sb.attach(pid)`` (an ``int``): a handle on a background process's output (with
+        ``from_start=True``, first what its ring buffer kept); also ``async with sb.attach(pid)``.
+        ``await sb.attach(net)``: plugs this running sandbox into one more network; updates and
+        returns self. See :meth:`Sandbox.attach`."""
+        if isinstance(target, bool):
+            raise TypeError("attach() takes a process id (int) or a network (object, id or name), not a bool")
+        if isinstance(target, int):
+            c = self.client
+            q = {"from_start": "true"} if from_start else None
+            call = Call("GET", f"/v1/sandboxes/{seg(self.id)}/processes/{pid_seg(target)}/output", params=q)
+            pid = target
+
+            async def make() -> AsyncProcessHandle:
+                resp = await c._open(call, accept="application/x-ndjson")
+                return await AsyncProcessHandle._start(
+                    c,
+                    call,
+                    resp,
+                    _Controls(seg(self.id)),
+                    pid,
+                    on_stdout=on_stdout,
+                    on_stderr=on_stderr,
+                    on_event=on_event,
+                )
+
+            return ProcessStart(make)
+        return self._attach_network(target)
+
+    async def _attach_network(self, network: NetworkRef) -> AsyncSandbox:
         """Plugs this running sandbox into one more network; updates and returns self."""
         path = f"/v1/sandboxes/{seg(self.id)}/networks"
         self._update(await self.client._send(Call("POST", path, json=network_ref(network))))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -13,7 +15,7 @@ import httpx
 
 from ._config import resolve
 from ._errors import ConnectError, ShoalError, Timeout, TransportError, error_from_response
-from ._models import Network, NetworkRef, Nic, network_key
+from ._models import Network, NetworkRef, Nic, ProcessEvent, network_key
 from ._version import __version__
 
 #: Seconds a request may take (connect: at most 5 s) unless ``timeout=`` says otherwise.
@@ -24,6 +26,11 @@ DEFAULT_MAX_RETRIES = 3
 #: The server's exec timeout when none is given, and the slack added on top for the HTTP answer.
 SERVER_EXEC_TIMEOUT = 60.0
 EXEC_SLACK = 30.0
+
+#: The least read timeout of an event stream: the server sends a heartbeat every 5 s.
+STREAM_READ_TIMEOUT = 30.0
+#: Pieces that uploads from a file or from bytes are sent in.
+UPLOAD_CHUNK = 1 << 20
 
 TimeoutTypes = float | httpx.Timeout | None
 
@@ -103,6 +110,111 @@ def create_body(
     return body
 
 
+def pid_seg(pid: int) -> str:
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+        raise ValueError(f"a process id must be a positive integer, not {pid!r}")
+    return str(pid)
+
+
+def exec_stream_body(
+    cmd: str,
+    args: Sequence[object],
+    env: Mapping[str, object] | None,
+    cwd: str | None,
+    stdin: str | bytes | None,
+    keep_stdin_open: bool,
+    timeout: float | None,
+    pty: bool | tuple[int, int] | None,
+    background: bool,
+) -> dict[str, Any]:
+    """The body of ``POST /v1/sandboxes/{id}/exec/stream``."""
+    if not cmd:
+        raise ValueError("cmd must not be empty")
+    body: dict[str, Any] = {"cmd": str(cmd), "args": [str(a) for a in args]}
+    if env:
+        body["env"] = {str(k): str(v) for k, v in env.items()}
+    if cwd is not None:
+        body["cwd"] = str(cwd)
+    if isinstance(stdin, (bytes, bytearray, memoryview)):
+        body["stdin_base64"] = base64.b64encode(bytes(stdin)).decode("ascii")
+    elif stdin is not None:
+        body["stdin"] = str(stdin)
+    if keep_stdin_open:
+        body["keep_stdin_open"] = True
+    if timeout is not None:
+        if timeout <= 0:
+            raise ValueError("timeout must be positive (seconds)")
+        body["timeout_ms"] = max(1, round(timeout * 1000))
+    if background:
+        body["background"] = True
+    if isinstance(pty, tuple):
+        rows, cols = pty
+        body["pty"] = {"rows": int(rows), "cols": int(cols)}
+    elif pty:
+        body["pty"] = {"rows": 24, "cols": 80}
+    return body
+
+
+def stdin_body(data: str | bytes | None, close: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        body["data_base64"] = base64.b64encode(bytes(data)).decode("ascii")
+    elif data is not None:
+        body["data"] = str(data)
+    if close:
+        body["close"] = True
+    return body
+
+
+def parse_event(line: str) -> ProcessEvent | None:
+    """One NDJSON line of an exec or attach stream; ``None`` for a blank line or an event type
+    this version does not know (a newer server's)."""
+    if not line.strip():
+        return None
+    try:
+        d = json.loads(line)
+    except ValueError as e:
+        raise ShoalError(None, "invalid_response", f"unreadable stream event: {line[:200]!r}") from e
+    if d.get("type") not in ("started", "stdout", "stderr", "pty", "heartbeat", "exit", "error"):
+        return None
+    return ProcessEvent._from_json(d)
+
+
+def file_params(path: str, **extra: str | None) -> dict[str, str]:
+    """``?path=…&…`` of the file endpoints (the path must be absolute: it is inside the sandbox)."""
+    check_path(path)
+    params = {"path": path}
+    params.update({k: v for k, v in extra.items() if v is not None})
+    return params
+
+
+def check_path(path: str) -> str:
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ValueError(f"path must be absolute (inside the sandbox), not {path!r}")
+    return path
+
+
+def mode_param(mode: int | str | None) -> str | None:
+    """``0o755`` or ``"755"`` as the octal digits the API takes."""
+    if mode is None:
+        return None
+    if isinstance(mode, bool) or not isinstance(mode, (int, str)):
+        raise ValueError(f"mode must be permission bits like 0o755 or '755', not {mode!r}")
+    if isinstance(mode, int):
+        if not 0 <= mode <= 0o7777:
+            raise ValueError(f"mode must be permission bits (0 ... 0o7777), not {oct(mode)}")
+        return format(mode, "o")
+    return mode
+
+
+def not_started(cmd: str, events: Sequence[ProcessEvent]) -> ShoalError:
+    """The error of a background start whose command could not run (not found, not executable)."""
+    text = b"".join(ev.data for ev in events).decode("utf-8", "replace").strip()
+    exits = [ev.exit_code for ev in events if ev.type == "exit"]
+    how = f" (exit {exits[0]})" if exits else ""
+    return ShoalError(None, "not_started", f"`{cmd}` did not start{how}: {text or 'no output'}")
+
+
 @dataclass
 class Call:
     method: str
@@ -171,6 +283,29 @@ class ClientCore:
         if http.read is not None and http.read < needed:
             http = httpx.Timeout(connect=http.connect, read=needed, write=http.write, pool=http.pool)
         return Call("POST", f"/v1/sandboxes/{seg(sandbox_id)}/exec", json=body, timeout=http)
+
+    def _stream_timeout(self) -> httpx.Timeout:
+        """The client's timeout, per read, but never below the heartbeat interval's margin."""
+        t = self._timeout
+        if t.read is not None and t.read < STREAM_READ_TIMEOUT:
+            return httpx.Timeout(connect=t.connect, read=STREAM_READ_TIMEOUT, write=t.write, pool=t.pool)
+        return t
+
+    def _stream_request(
+        self, http: httpx.Client | httpx.AsyncClient, call: Call, content: Any, content_type: str | None, accept: str
+    ) -> httpx.Request:
+        headers = {**self._request_headers(call), "Accept": accept}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        return http.build_request(
+            call.method,
+            self.url + call.path,
+            json=call.json,
+            params=call.params,
+            content=content,
+            headers=headers,
+            timeout=call.timeout or self._stream_timeout(),
+        )
 
     def _transport_error(self, call: Call, e: httpx.HTTPError) -> ShoalError:
         what = f"{call.method} {call.path}"

@@ -42,6 +42,11 @@ class Unauthorized(ShoalError):
     """401: the API key is missing or unknown."""
 
 
+class PermissionDenied(ShoalError):
+    """403 ``permission_denied``: the sandbox's filesystem refused a file operation (``EACCES``,
+    ``EPERM``, a read-only filesystem)."""
+
+
 class NotFound(ShoalError):
     """404: no network or sandbox with that id or name (or no such endpoint)."""
 
@@ -101,6 +106,7 @@ class CommandError(ShoalError):
 _BY_STATUS: dict[int, type[ShoalError]] = {
     400: InvalidArgument,
     401: Unauthorized,
+    403: PermissionDenied,
     404: NotFound,
     409: Conflict,
     415: InvalidArgument,
@@ -111,6 +117,7 @@ _BY_STATUS: dict[int, type[ShoalError]] = {
 _BY_CODE: dict[str, type[ShoalError]] = {
     "invalid_argument": InvalidArgument,
     "unauthorized": Unauthorized,
+    "permission_denied": PermissionDenied,
     "not_found": NotFound,
     "conflict": Conflict,
     "unavailable": Unavailable,

@@ -5,6 +5,7 @@ Parsing ignores fields this version does not know, so a newer server does not br
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,6 +118,145 @@ class CommandResult:
             stderr=d.get("stderr", ""),
             duration_ms=int(d.get("duration_ms", 0)),
             timed_out=bool(d.get("timed_out", False)),
+        )
+
+
+@dataclass(frozen=True)
+class ProcessEvent:
+    """One event of a process's stream (``sb.exec(...)``, ``sb.attach(pid)``), decoded.
+
+    ``type`` is one of:
+
+    - ``"started"``: the process runs; ``pid`` is set.
+    - ``"stdout"``, ``"stderr"``, ``"pty"``: ``data`` holds output bytes as they were read (``pty``:
+      the output of a process on a pseudo-terminal). ``offset`` (background processes and attach):
+      where ``data`` starts in everything the process printed.
+    - ``"heartbeat"``: nothing was printed for 5 s; the stream is alive.
+    - ``"exit"``: the last event; ``exit_code``, ``signal``, ``timed_out``, ``duration_ms``.
+    - ``"error"``: a stdin, signal or resize request for this process could not be applied
+      (``code``, ``message``); the stream goes on.
+    """
+
+    type: str
+    data: bytes = b""
+    offset: int | None = None
+    pid: int | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    timed_out: bool = False
+    duration_ms: int | None = None
+    code: str | None = None
+    message: str | None = None
+
+    @property
+    def text(self) -> str:
+        """``data`` as UTF-8 (invalid sequences replaced by U+FFFD)."""
+        return self.data.decode("utf-8", "replace")
+
+    @classmethod
+    def _from_json(cls, d: dict[str, Any]) -> ProcessEvent:
+        t = str(d.get("type", ""))
+        if t in ("stdout", "stderr", "pty"):
+            offset = d.get("offset")
+            return cls(t, data=base64.b64decode(d.get("data") or ""), offset=None if offset is None else int(offset))
+        if t == "started":
+            return cls(t, pid=int(d["pid"]))
+        if t == "exit":
+            sig = d.get("signal")
+            return cls(
+                t,
+                exit_code=int(d["exit_code"]),
+                signal=None if sig is None else int(sig),
+                timed_out=bool(d.get("timed_out", False)),
+                duration_ms=int(d.get("duration_ms", 0)),
+            )
+        if t == "error":
+            return cls(t, code=str(d.get("code", "")), message=str(d.get("message", "")))
+        return cls(t)
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    """How a streamed process ended (``handle.wait()``)."""
+
+    #: 128+N when killed by signal N; 127 when the command was not found, 126 when not executable.
+    exit_code: int
+    #: The signal that killed it, if one did.
+    signal: int | None
+    #: True when it ran past its ``timeout`` and its process group was killed.
+    timed_out: bool
+    duration_ms: int
+
+    @property
+    def ok(self) -> bool:
+        """``exit_code == 0`` and not timed out."""
+        return self.exit_code == 0 and not self.timed_out
+
+
+@dataclass
+class ProcessInfo:
+    """A background process of a sandbox (``sb.processes()``)."""
+
+    pid: int
+    cmd: str
+    args: list[str]
+    #: RFC 3339 timestamp.
+    started_at: str
+    running: bool
+    #: Set once it has exited.
+    exit_code: int | None
+    signal: int | None
+    timed_out: bool
+    #: Runs on a pseudo-terminal.
+    pty: bool
+    #: Bytes printed so far; the last 1 MiB of them can be replayed (``sb.attach(pid, from_start=True)``).
+    output_bytes: int
+
+    @classmethod
+    def _from_json(cls, d: dict[str, Any]) -> ProcessInfo:
+        return cls(
+            pid=int(d["pid"]),
+            cmd=d["cmd"],
+            args=list(d.get("args") or []),
+            started_at=d.get("started_at", ""),
+            running=bool(d.get("running", False)),
+            exit_code=d.get("exit_code"),
+            signal=d.get("signal"),
+            timed_out=bool(d.get("timed_out", False)),
+            pty=bool(d.get("pty", False)),
+            output_bytes=int(d.get("output_bytes", 0)),
+        )
+
+
+@dataclass
+class FileInfo:
+    """A file, directory or symlink in a sandbox (``sb.files.list(...)``, ``sb.files.stat(...)``)."""
+
+    name: str
+    #: ``file``, ``dir``, ``symlink`` or ``other``.
+    kind: str
+    size: int
+    #: Permission bits, e.g. ``0o644`` (420).
+    mode: int
+    #: RFC 3339 timestamp.
+    modified_at: str
+
+    @property
+    def is_dir(self) -> bool:
+        return self.kind == "dir"
+
+    @property
+    def is_file(self) -> bool:
+        return self.kind == "file"
+
+    @classmethod
+    def _from_json(cls, d: dict[str, Any]) -> FileInfo:
+        return cls(
+            name=d["name"],
+            kind=d["kind"],
+            size=int(d.get("size", 0)),
+            mode=int(d.get("mode", 0)),
+            modified_at=d.get("modified_at", ""),
         )
 
 

@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, overload
 
 import httpx
 
@@ -19,12 +19,16 @@ from ._base import (
     ClientCore,
     TimeoutTypes,
     create_body,
+    exec_stream_body,
     logs_params,
     network_ref,
+    not_started,
+    pid_seg,
     seg,
     whole_seconds,
 )
-from ._errors import CommandError, NotFound, ShoalError
+from ._errors import CommandError, NotFound, ShoalError, error_from_response
+from ._files import Files
 from ._models import (
     CommandResult,
     Health,
@@ -32,6 +36,8 @@ from ._models import (
     Member,
     Network,
     NetworkRef,
+    ProcessEvent,
+    ProcessInfo,
     SandboxInfo,
     SandboxMetrics,
     SandboxRef,
@@ -39,6 +45,7 @@ from ._models import (
     network_key,
     sandbox_key,
 )
+from ._process import EventCallback, OutputCallback, ProcessHandle, _Controls
 
 
 class Shoal(ClientCore):
@@ -93,6 +100,43 @@ class Shoal(ClientCore):
                 attempt += 1
                 continue
             return self._answer(resp)
+
+    def _open(
+        self, call: Call, content: Any = None, content_type: str | None = None, accept: str = "application/json"
+    ) -> httpx.Response:
+        """Sends a request whose answer is read as a stream (the caller closes it). Error answers
+        raise as in :meth:`_send`; a 503 is retried unless the body is a stream."""
+        attempt = 0
+        replayable = content is None or isinstance(content, bytes)
+        while True:
+            req = self._stream_request(self._http, call, content, content_type, accept)
+            try:
+                resp = self._http.send(req, stream=True)
+            except httpx.HTTPError as e:
+                raise self._transport_error(call, e) from e
+            if resp.is_success:
+                return resp
+            try:
+                resp.read()
+            except httpx.HTTPError:
+                pass  # the error answer broke off: its status is enough
+            finally:
+                resp.close()
+            if replayable and self._should_retry(resp, attempt):
+                time.sleep(self._retry_delay(resp, attempt))
+                attempt += 1
+                continue
+            raise error_from_response(resp)
+
+    def _send_upload(self, call: Call, content: Any, content_type: str) -> Any:
+        resp = self._open(call, content=content, content_type=content_type)
+        try:
+            resp.read()
+        except httpx.HTTPError as e:
+            raise self._transport_error(call, e) from e
+        finally:
+            resp.close()
+        return self._answer(resp)
 
     def close(self) -> None:
         """Closes the connection pool (not needed with ``with Shoal() as client:``)."""
@@ -244,8 +288,159 @@ class Sandbox(SandboxInfo):
             raise CommandError(result, [cmd, *map(str, args)])
         return result
 
-    def attach(self, network: NetworkRef) -> Sandbox:
-        """Plugs this running sandbox into one more network (object, id or name); updates and returns self."""
+    # -- streamed processes ---------------------------------------------------------------------
+
+    def exec(
+        self,
+        cmd: str,
+        *args: object,
+        env: Mapping[str, object] | None = None,
+        cwd: str | None = None,
+        stdin: str | bytes | None = None,
+        keep_stdin_open: bool = False,
+        timeout: float | None = None,
+        pty: bool | tuple[int, int] | None = None,
+        background: bool = False,
+        on_stdout: OutputCallback | None = None,
+        on_stderr: OutputCallback | None = None,
+        on_event: EventCallback | None = None,
+    ) -> ProcessHandle:
+        """Starts ``cmd args...`` and streams its output as it is produced; returns once the
+        process runs, with a :class:`ProcessHandle` (``pid``, ``wait()``, iteration over its
+        events, ``write_stdin``, ``close_stdin``, ``kill``, ``resize``)::
+
+            with sb.exec("make", "test", on_stdout=sys.stdout.buffer.write) as p:
+                result = p.wait()
+
+        ``stdin`` (text or bytes) is written first; then stdin is closed unless
+        ``keep_stdin_open=True`` (then :meth:`ProcessHandle.write_stdin`). ``timeout`` in seconds
+        kills the process group (no timeout by default). ``pty=True`` (24x80) or ``(rows, cols)``
+        runs it on a pseudo-terminal: output then comes as ``pty`` events (and to ``on_stdout``).
+        The process belongs to the connection: closing the handle kills it, unless
+        ``background=True``. Callbacks get output bytes as events are read (by iterating or by
+        ``wait()``). A command that is not found starts nothing: ``pid`` is ``None`` and
+        ``wait()`` gives exit code 127.
+        """
+        c = self.client
+        body = exec_stream_body(cmd, args, env, cwd, stdin, keep_stdin_open, timeout, pty, background)
+        call = Call("POST", f"/v1/sandboxes/{seg(self.id)}/exec/stream", json=body)
+        resp = c._open(call, accept="application/x-ndjson")
+        return ProcessHandle._start(
+            c, call, resp, _Controls(seg(self.id)), None, on_stdout=on_stdout, on_stderr=on_stderr, on_event=on_event
+        )
+
+    def start_background(
+        self,
+        cmd: str,
+        *args: object,
+        env: Mapping[str, object] | None = None,
+        cwd: str | None = None,
+        stdin: str | bytes | None = None,
+        keep_stdin_open: bool = False,
+        timeout: float | None = None,
+        pty: bool | tuple[int, int] | None = None,
+    ) -> int:
+        """Starts ``cmd args...`` as a background process and returns its pid once it runs. It keeps
+        running without a client; its output goes to a 1 MiB ring buffer that
+        ``attach(pid, from_start=True)`` replays. Raises :class:`ShoalError` (code ``not_started``)
+        when the command cannot run."""
+        c = self.client
+        body = exec_stream_body(cmd, args, env, cwd, stdin, keep_stdin_open, timeout, pty, True)
+        call = Call("POST", f"/v1/sandboxes/{seg(self.id)}/exec/stream", json=body)
+        with ProcessHandle._start(
+            c, call, c._open(call, accept="application/x-ndjson"), _Controls(seg(self.id)), None
+        ) as h:
+            if h.pid is not None:
+                return h.pid
+            events: list[ProcessEvent] = []
+            try:
+                events.extend(h)
+            except ShoalError:
+                pass
+            raise not_started(cmd, events)
+
+    def processes(self) -> builtins.list[ProcessInfo]:
+        """The sandbox's background processes, running or finished, in start order."""
+        body = self.client._send(Call("GET", f"/v1/sandboxes/{seg(self.id)}/processes"))
+        return [ProcessInfo._from_json(p) for p in body["processes"]]
+
+    def write_stdin(self, pid: int, data: str | bytes, *, close: bool = False) -> None:
+        """Writes to a process's stdin by pid (started with ``keep_stdin_open=True``); ``close=True``
+        closes it afterwards."""
+        self.client._send(_Controls(seg(self.id)).stdin(pid, data, close))
+
+    def close_stdin(self, pid: int) -> None:
+        """Closes a process's stdin by pid."""
+        self.client._send(_Controls(seg(self.id)).stdin(pid, None, True))
+
+    def kill_process(self, pid: int, signal: str | int | None = None) -> None:
+        """Without ``signal``: SIGKILL to the process group, and a background process leaves the
+        list. With it (``"SIGINT"``, ``"TERM"``, ``15``, ...): sends that signal."""
+        self.client._send(_Controls(seg(self.id)).kill(pid, signal))
+
+    def resize_process(self, pid: int, rows: int, cols: int) -> None:
+        """Sets the window size of a process's pty."""
+        self.client._send(_Controls(seg(self.id)).resize(pid, rows, cols))
+
+    @property
+    def files(self) -> Files:
+        """The sandbox's files: ``read``, ``read_stream``, ``write``, ``list``, ``stat``, ``mkdir``,
+        ``remove``, ``rename``, ``download_tar``, ``upload_tar``."""
+        return Files(self.client, self.id)
+
+    # -- networks -------------------------------------------------------------------------------
+
+    @overload
+    def attach(
+        self,
+        target: int,
+        /,
+        *,
+        from_start: bool = False,
+        on_stdout: OutputCallback | None = None,
+        on_stderr: OutputCallback | None = None,
+        on_event: EventCallback | None = None,
+    ) -> ProcessHandle: ...
+
+    @overload
+    def attach(self, target: NetworkRef, /) -> Sandbox: ...
+
+    def attach(
+        self,
+        target: NetworkRef | int,
+        /,
+        *,
+        from_start: bool = False,
+        on_stdout: OutputCallback | None = None,
+        on_stderr: OutputCallback | None = None,
+        on_event: EventCallback | None = None,
+    ) -> ProcessHandle | Sandbox:
+        """Two calls in one, told apart by the argument:
+
+        - ``attach(pid)`` (an ``int``) attaches to a background process: a :class:`ProcessHandle`
+          with its output from now on (with ``from_start=True``, first what its ring buffer kept),
+          then its exit. Closing the handle leaves the process running.
+        - ``attach(net)`` (a network object, id or name) plugs this running sandbox into one more
+          network; updates and returns self.
+        """
+        if isinstance(target, bool):
+            raise TypeError("attach() takes a process id (int) or a network (object, id or name), not a bool")
+        if isinstance(target, int):
+            c = self.client
+            q = {"from_start": "true"} if from_start else None
+            call = Call("GET", f"/v1/sandboxes/{seg(self.id)}/processes/{pid_seg(target)}/output", params=q)
+            resp = c._open(call, accept="application/x-ndjson")
+            return ProcessHandle._start(
+                c,
+                call,
+                resp,
+                _Controls(seg(self.id)),
+                target,
+                on_stdout=on_stdout,
+                on_stderr=on_stderr,
+                on_event=on_event,
+            )
+        network = target
         self._update(
             self.client._send(Call("POST", f"/v1/sandboxes/{seg(self.id)}/networks", json=network_ref(network)))
         )
