@@ -90,6 +90,7 @@ pub async fn run(args: UpArgs, initial_key: Option<String>) -> anyhow::Result<()
     eprintln!("==> Shoal is up: API {url}, data in {}. Ctrl-C stops the API; sandboxes keep running and are re-adopted on the next start.", data_dir.display());
     shoal_server::spawn_reaper(app.clone());
     shoal_server::serve(listener, app, shutdown_signal()).await?;
+    node.tidy_if_idle();
     eprintln!("==> stopped");
     Ok(())
 }

@@ -321,6 +321,14 @@ impl Node {
         ids.iter().filter(|id| self.oci.init_gone(id) == Some(true)).cloned().collect()
     }
 
+    /// On shutdown: with no sandbox ports left, the (empty) nftables table goes too, so a
+    /// stopped node leaves nothing behind on the host.
+    pub fn tidy_if_idle(&self) {
+        if self.ports.lock().unwrap().is_empty() {
+            let _ = nft::apply(&nft::delete_table());
+        }
+    }
+
     /// Whether the sandbox's container is running (its PID 1 alive).
     pub fn is_running(&self, id: &str) -> bool {
         self.oci.status(id).as_deref() == Some("running")
