@@ -46,6 +46,8 @@ pub async fn run(args: UpArgs, initial_key: Option<String>) -> anyhow::Result<()
     let cfg = NodeConfig { data_dir: data_dir.clone(), images_dir: args.dir.images_dir(), oci_runtime: args.oci_runtime.clone(), agent_bin, mtu: args.mtu };
     let node = tokio::task::spawn_blocking(move || Node::start(cfg)).await??;
     let node = Arc::new(node);
+    // Bind before anything is created that only this run would show (a new API key).
+    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {} (is another shoal up running? pass --listen)", args.listen))?;
 
     // busybox:1 takes well under a second to build, so every install has an image to start with.
     if node.images().get("busybox:1").is_err() {
@@ -73,7 +75,6 @@ pub async fn run(args: UpArgs, initial_key: Option<String>) -> anyhow::Result<()
     }
     service::converge_on_start(&app).await.map_err(|e| anyhow::anyhow!(e.message))?;
 
-    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {} (is another shoal up running? pass --listen)", args.listen))?;
     let url = format!("http://{}", args.listen);
     if let Some(key) = initial_key.as_ref().or(show_key.as_ref()) {
         if !args.no_client_config {
