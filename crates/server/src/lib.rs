@@ -63,6 +63,12 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Arc<App>, shutdown: i
         shutdown.await;
         let _ = tx.send(());
     };
+    use axum::serve::ListenerExt;
+    // No Nagle delay: streamed exec events and small answers go out at once (a reused
+    // connection otherwise waits ~40 ms for the client's delayed ACK).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, router(app)).with_graceful_shutdown(signalled);
     tokio::select! {
         r = server => r,
