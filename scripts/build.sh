@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "==> building shoal (release)"
-cargo build --release --locked -p shoal
+cargo build --release --locked -p shoal -p shoal-example-two-sandboxes
 echo "==> building shoal-agent (release, static)"
 # +crt-static links glibc statically; the agent then runs in any root filesystem.
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked -p shoal-agent --target x86_64-unknown-linux-gnu
