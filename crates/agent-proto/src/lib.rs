@@ -502,10 +502,19 @@ pub fn write_frame<W: Write, T: Serialize>(w: &mut W, msg: &T) -> std::io::Resul
 }
 
 /// Read one frame; `Ok(None)` at a clean end of stream.
+/// The longest line `read_frame` accepts: an `Exec` answer can carry two full 64 MiB outputs as
+/// base64 (~171 MiB), and nothing longer may make a peer allocate without bound.
+pub const READ_FRAME_LIMIT: u64 = 256 * 1024 * 1024;
+
 pub fn read_frame<R: BufRead, T: for<'de> Deserialize<'de>>(r: &mut R) -> std::io::Result<Option<T>> {
+    use std::io::Read;
     let mut line = String::new();
-    if r.read_line(&mut line)? == 0 {
+    let n = r.by_ref().take(READ_FRAME_LIMIT).read_line(&mut line)?;
+    if n == 0 {
         return Ok(None);
+    }
+    if n as u64 == READ_FRAME_LIMIT && !line.ends_with('\n') {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("frame longer than {READ_FRAME_LIMIT} bytes")));
     }
     serde_json::from_str(line.trim_end())
         .map(Some)
