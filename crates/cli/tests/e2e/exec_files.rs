@@ -103,8 +103,7 @@ fn background_processes_survive_the_client_and_can_be_reattached() {
     let out = cli(&h, &["exec", "-d", "a", "--", "sh", "-c", "cd /tmp && python3 -u -m http.server 8080 2>&1"]).output().unwrap();
     let pid = String::from_utf8(out.stdout).unwrap().trim().to_string();
     crate::harness::eventually("the server", Duration::from_secs(10), || h.sh("a", "curl -s -o /dev/null http://127.0.0.1:8080/").0 == 0);
-    let (code, _, _) = h.sh("a", "curl -s -o /dev/null http://127.0.0.1:8080/hello-from-test; sleep 100 & wait");
-    let _ = code;
+    h.sh_ok("a", "curl -s -o /dev/null http://127.0.0.1:8080/hello-from-test");
     let _ = cli(&h, &["exec", "--timeout", "1", "a", "--", "sleep", "10"]).output().unwrap();
     // A new client, later: the earlier log lines are replayed.
     let mut child = cli(&h, &["attach", "--from-start", "a", &pid]).stdout(Stdio::piped()).spawn().unwrap();
